@@ -1,0 +1,20 @@
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rest_framework.permissions import BasePermission
+
+from accounts.selectors import organization_for_user
+
+if TYPE_CHECKING:  # DRF imports this module while its own views module is loading
+    from rest_framework.request import Request
+    from rest_framework.views import APIView
+
+
+class IsOrganizationMember(BasePermission):
+    """Authenticated and a member of an organization: every API row is scoped to it."""
+
+    message = "You must belong to an organization to use the API."
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        return organization_for_user(request.user) is not None

@@ -1,0 +1,46 @@
+"""Roles and what each may do, mapped onto Django groups so the admin shows only that."""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class Role(models.TextChoices):
+    ASSOCIATE = "associate", "Associate"
+    PLANNER = "planner", "Planner"
+    MANAGER = "manager", "Manager"
+    FINANCE = "finance", "Finance"
+    ADMIN = "admin", "Administrator"
+
+
+# Roles that work in the Django admin; associates use the count views and the API only.
+STAFF_ROLES = frozenset({Role.PLANNER, Role.MANAGER, Role.FINANCE, Role.ADMIN})
+
+_MIRROR_MODELS = ("facility", "zone", "location", "item", "itembarcode", "inventorybalance")
+_VIEW_MIRROR = tuple(f"inventory.view_{model}" for model in _MIRROR_MODELS)
+
+# Permission codenames ("app_label.codename") granted to each role's group. Later issues add
+# their models here; the group is re-synced on every migrate.
+ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
+    Role.ASSOCIATE: _VIEW_MIRROR,
+    Role.PLANNER: _VIEW_MIRROR,
+    Role.MANAGER: (*_VIEW_MIRROR, "accounts.view_membership"),
+    Role.FINANCE: _VIEW_MIRROR,
+    Role.ADMIN: (
+        *_VIEW_MIRROR,
+        # The mirror is written by sync; an admin may only correct a facility's name or time zone.
+        "inventory.change_facility",
+        "accounts.view_organization",
+        "accounts.view_membership",
+        "accounts.add_membership",
+        "accounts.change_membership",
+        "accounts.delete_membership",
+        "auth.view_user",
+        "auth.add_user",
+        "auth.change_user",
+    ),
+}
+
+
+def group_name(role: str) -> str:
+    return f"role:{role}"

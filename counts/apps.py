@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class CountsConfig(AppConfig):
+    name = "counts"
+    verbose_name = "Counting"
