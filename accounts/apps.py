@@ -7,9 +7,10 @@ class AccountsConfig(AppConfig):
     verbose_name = "Organizations and people"
 
     def ready(self) -> None:
-        # Permissions exist only after every app has migrated; post_migrate is Django's own
-        # hook for permission bootstrap (not business flow), so role groups are synced there.
-        post_migrate.connect(_sync_role_groups, sender=self, dispatch_uid="accounts.role_groups_sync")
+        # Permissions exist only after each app's post_migrate; syncing after every app (not
+        # just ours) means the last call sees them all. This is Django's own hook for permission
+        # bootstrap, not business flow.
+        post_migrate.connect(_sync_role_groups, dispatch_uid="accounts.role_groups_sync")
 
 
 def _sync_role_groups(sender: AppConfig, **kwargs: object) -> None:

@@ -41,18 +41,49 @@ DEMO_USERS: tuple[tuple[str, str], ...] = (
 )
 
 _ADJECTIVES = (
-    "Trail", "Summit", "Harbor", "Prairie", "Granite", "Cedar", "Alpine", "Coastal", "Urban", "Canyon",
-    "Polar", "Desert", "Ridge", "Meadow", "Timber", "Glacier", "River", "Storm", "Sierra", "Aurora",
+    "Trail",
+    "Summit",
+    "Harbor",
+    "Prairie",
+    "Granite",
+    "Cedar",
+    "Alpine",
+    "Coastal",
+    "Urban",
+    "Canyon",
+    "Polar",
+    "Desert",
+    "Ridge",
+    "Meadow",
+    "Timber",
+    "Glacier",
+    "River",
+    "Storm",
+    "Sierra",
+    "Aurora",
 )
 _MATERIALS = ("Nylon", "Merino", "Steel", "Canvas", "Fleece", "Leather", "Titanium", "Cotton", "Carbon", "Gore")
 _PRODUCTS = (
-    ("Socks", "PR", 2.5, 18), ("Water Bottle", "EA", 6, 40), ("Headlamp", "EA", 15, 90),
-    ("Backpack", "EA", 40, 320), ("Tent", "EA", 120, 1400), ("Sleeping Bag", "EA", 60, 700),
-    ("Carabiner", "EA", 0.8, 12), ("Rope 50m", "EA", 90, 400), ("Stove", "EA", 35, 260),
-    ("Fuel Canister", "EA", 3, 9), ("Jacket", "EA", 45, 650), ("Gloves", "PR", 8, 120),
-    ("Trekking Poles", "PR", 30, 220), ("Tarp", "EA", 12, 150), ("GPS Unit", "EA", 150, 3200),
-    ("Zip Ties 100ct", "BX", 0.05, 4), ("Paracord 30m", "EA", 4, 25), ("First Aid Kit", "EA", 10, 95),
-    ("Ice Axe", "EA", 70, 380), ("Kayak", "EA", 400, 4000),
+    ("Socks", "PR", 2.5, 18),
+    ("Water Bottle", "EA", 6, 40),
+    ("Headlamp", "EA", 15, 90),
+    ("Backpack", "EA", 40, 320),
+    ("Tent", "EA", 120, 1400),
+    ("Sleeping Bag", "EA", 60, 700),
+    ("Carabiner", "EA", 0.8, 12),
+    ("Rope 50m", "EA", 90, 400),
+    ("Stove", "EA", 35, 260),
+    ("Fuel Canister", "EA", 3, 9),
+    ("Jacket", "EA", 45, 650),
+    ("Gloves", "PR", 8, 120),
+    ("Trekking Poles", "PR", 30, 220),
+    ("Tarp", "EA", 12, 150),
+    ("GPS Unit", "EA", 150, 3200),
+    ("Zip Ties 100ct", "BX", 0.05, 4),
+    ("Paracord 30m", "EA", 4, 25),
+    ("First Aid Kit", "EA", 10, 95),
+    ("Ice Axe", "EA", 70, 380),
+    ("Kayak", "EA", 400, 4000),
 )
 
 
@@ -152,7 +183,10 @@ def demo_seed(*, skus: int = 2000, seed: int = 1, password: str | None = None) -
     existing_locations = set(Location.objects.filter(facility=facility).values_list("code", flat=True))
     new_locations = [
         Location(
-            organization=organization, facility=facility, zone=zones[zone_code], code=location_code,
+            organization=organization,
+            facility=facility,
+            zone=zones[zone_code],
+            code=location_code,
             barcode=f"LOC-{code}-{location_code}",
         )
         for zone_code, location_code in location_codes
@@ -165,8 +199,12 @@ def demo_seed(*, skus: int = 2000, seed: int = 1, password: str | None = None) -
     existing_skus = set(Item.objects.filter(organization=organization).values_list("sku", flat=True))
     new_items = [
         Item(
-            organization=organization, sku=row["sku"], name=row["name"], unit_of_measure=row["unit_of_measure"],
-            average_cost=row["average_cost"], abc_class=row["abc_class"],
+            organization=organization,
+            sku=row["sku"],
+            name=row["name"],
+            unit_of_measure=row["unit_of_measure"],
+            average_cost=row["average_cost"],
+            abc_class=row["abc_class"],
         )
         for row in item_rows
         if row["sku"] not in existing_skus
@@ -196,9 +234,14 @@ def demo_seed(*, skus: int = 2000, seed: int = 1, password: str | None = None) -
             continue
         new_balances.append(
             InventoryBalance(
-                organization=organization, item_id=item_id, location_id=location_id,
-                on_hand=Decimal(on_hand), reserved=Decimal(reserved), available=Decimal(on_hand - reserved),
-                synced_at=DEMO_SYNCED_AT, sync_reference="seed_demo",
+                organization=organization,
+                item_id=item_id,
+                location_id=location_id,
+                on_hand=Decimal(on_hand),
+                reserved=Decimal(reserved),
+                available=Decimal(on_hand - reserved),
+                synced_at=DEMO_SYNCED_AT,
+                sync_reference="seed_demo",
             )
         )
     bulk_create_with_history(new_balances, InventoryBalance, batch_size=1000)

@@ -35,9 +35,7 @@ def balance_record_sync(
         raise ValueError("item and location must belong to the organization")
     if reserved < 0:
         raise ValueError("reserved cannot be negative")
-    balance = (
-        InventoryBalance.objects.select_for_update().filter(item=item, location=location).first()
-    )
+    balance = InventoryBalance.objects.select_for_update().filter(item=item, location=location).first()
     if balance is None:
         balance = InventoryBalance(organization=organization, item=item, location=location)
     balance.on_hand = on_hand
@@ -64,7 +62,7 @@ def balance_apply_delta(
     balance.available = balance.on_hand - balance.reserved
     balance.synced_at = timezone.now()
     balance.sync_reference = reference
-    balance.history_change_reason = f"adjustment {reference}: {delta:+}"
+    balance._change_reason = f"adjustment {reference}: {delta:+}"
     _attach_history_user(balance, actor)
     balance.save(update_fields=["on_hand", "available", "synced_at", "sync_reference"])
     return balance

@@ -18,7 +18,9 @@ class Command(BaseCommand):
         parser.add_argument("--password", help="set this password for every demo user")
         parser.add_argument("--if-empty", action="store_true", help="do nothing when any item exists")
 
-    def handle(self, *args: object, skus: int, seed: int, password: str | None, if_empty: bool, **options: object) -> None:
+    def handle(
+        self, *args: object, skus: int, seed: int, password: str | None, if_empty: bool, **options: object
+    ) -> None:
         if if_empty and Item.objects.exists():
             self.stdout.write("Demo data already present; nothing to do.")
             return
@@ -30,12 +32,17 @@ class Command(BaseCommand):
         self.stdout.write(f"Created: {summary}." if result.changed else "Demo data already complete; nothing changed.")
         if result.passwords:
             credentials = Path(settings.VAR_DIR) / "demo-credentials.txt"
-            known = dict(line.split(" ", 1) for line in credentials.read_text().splitlines() if " " in line) \
-                if credentials.exists() else {}
+            known = (
+                dict(line.split(" ", 1) for line in credentials.read_text().splitlines() if " " in line)
+                if credentials.exists()
+                else {}
+            )
             known.update(result.passwords)
             lines = [f"{username} {known[username]}" for username, _ in DEMO_USERS if username in known]
             credentials.write_text("\n".join(lines) + "\n")
             credentials.chmod(0o600)
-            self.stdout.write(self.style.SUCCESS("Demo users (username password) — shown once, kept in " f"{credentials}:"))
+            self.stdout.write(
+                self.style.SUCCESS(f"Demo users (username password) — shown once, kept in {credentials}:")
+            )
             for line in lines:
                 self.stdout.write(f"  {line}")
