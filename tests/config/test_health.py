@@ -35,4 +35,6 @@ def test_healthz_checks_a_real_redis_broker_and_the_cache_uses_redis(client, set
     assert client.get("/healthz").json()["broker"] == "ok"
     cache.set("cyclecount:test", "42", timeout=5)
     assert cache.get("cyclecount:test") == "42"
-    assert cache.__class__.__name__ == "RedisCache"
+    from django.core.cache import caches
+
+    assert caches["default"].__class__.__name__ == "RedisCache"
