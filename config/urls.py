@@ -11,6 +11,7 @@ admin.site.index_title = "Dashboard"
 api_patterns = [
     path("", include("accounts.urls")),
     path("", include("inventory.urls")),
+    path("", include("counts.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
 ]

@@ -234,6 +234,7 @@ class CountEvent(OrganizationOwned):
     mode = models.CharField(max_length=8, choices=EventMode.choices)
     status = models.CharField(max_length=16, choices=EventStatus.choices)
     refusal_reason = models.CharField(max_length=255, blank=True)
+    counted_by = models.CharField(max_length=150, blank=True, help_text="Who counted, when not the session's user")
     counted_at = models.DateTimeField()
     received_at = models.DateTimeField()
 
