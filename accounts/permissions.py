@@ -18,3 +18,17 @@ class IsOrganizationMember(BasePermission):
 
     def has_permission(self, request: Request, view: APIView) -> bool:
         return organization_for_user(request.user) is not None
+
+
+def role_required(*roles: str) -> type[BasePermission]:
+    """A permission class admitting members whose role is one of `roles`."""
+    from accounts.selectors import role_for_user
+
+    class HasRole(IsOrganizationMember):
+        message = f"This needs one of the roles: {', '.join(roles)}."
+
+        def has_permission(self, request: Request, view: APIView) -> bool:
+            return role_for_user(request.user) in roles
+
+    HasRole.__name__ = f"HasRole_{'_'.join(roles)}"
+    return HasRole

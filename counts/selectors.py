@@ -1,13 +1,39 @@
-"""Reads for counting: run scope, progress, session state."""
+"""Reads for counting: run scope and progress, session state, what an associate may see."""
 
 from __future__ import annotations
 
-from django.db.models import Count, OuterRef, Q, QuerySet, Subquery, Value
-from django.db.models.functions import Coalesce
+from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import (
+    Case,
+    Count,
+    Exists,
+    F,
+    IntegerField,
+    OuterRef,
+    Prefetch,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+    When,
+)
+from django.db.models.functions import Abs, Coalesce
 
 from accounts.models import Organization
-from counts.models import CountKind, CountLine, CountRequest, CountRun
-from inventory.models import InventoryBalance
+from accounts.roles import Role
+from accounts.selectors import role_for_user
+from counts.models import (
+    CountEvent,
+    CountKind,
+    CountLine,
+    CountRequest,
+    CountRun,
+    CountSession,
+    EventStatus,
+    FacilityCountSettings,
+    SessionTally,
+)
+from inventory.models import InventoryBalance, ItemBarcode
 
 
 def run_scope_balances(*, run: CountRun) -> QuerySet[InventoryBalance]:
@@ -16,18 +42,52 @@ def run_scope_balances(*, run: CountRun) -> QuerySet[InventoryBalance]:
     location_ids = list(run.locations.values_list("pk", flat=True))
     zone_ids = list(run.zones.values_list("pk", flat=True))
     if location_ids:
-        balances = balances.filter(location_id__in=location_ids)
-    elif zone_ids:
-        balances = balances.filter(location__zone_id__in=zone_ids)
-    elif run.kind == CountKind.CYCLE:
+        return balances.filter(location_id__in=location_ids)
+    if zone_ids:
+        return balances.filter(location__zone_id__in=zone_ids)
+    if run.kind == CountKind.CYCLE:
         return balances.none()
     return balances
 
 
-def run_scope_size(*, run: CountRun) -> int:
-    if run.kind == CountKind.DIRECTED:
-        return CountRequest.objects.filter(run=run).count()
-    return run_scope_balances(run=run).count()
+def _count_of(queryset: QuerySet) -> Subquery:
+    return Subquery(
+        queryset.order_by().annotate(group=Value(1)).values("group").annotate(total=Count("pk")).values("total"),
+        output_field=IntegerField(),
+    )
+
+
+def _with_progress(runs: QuerySet[CountRun]) -> QuerySet[CountRun]:
+    """Annotate `lines_in_scope` and `lines_counted` in the same query as the runs."""
+    stocked = InventoryBalance.objects.exclude(on_hand=0)
+    run_locations = CountRun.locations.through.objects.filter(countrun_id=OuterRef("pk"))
+    run_zones = CountRun.zones.through.objects.filter(countrun_id=OuterRef("pk"))
+    return runs.annotate(
+        has_locations=Exists(run_locations),
+        has_zones=Exists(run_zones),
+        lines_in_scope=Case(
+            When(kind=CountKind.DIRECTED, then=Coalesce(_count_of(CountRequest.objects.filter(run=OuterRef("pk"))), 0)),
+            When(
+                has_locations=True,
+                then=Coalesce(_count_of(stocked.filter(location__count_runs=OuterRef("pk"))), 0),
+            ),
+            When(
+                has_zones=True,
+                then=Coalesce(_count_of(stocked.filter(location__zone__count_runs=OuterRef("pk"))), 0),
+            ),
+            When(
+                kind=CountKind.HARD,
+                then=Coalesce(_count_of(stocked.filter(location__facility=OuterRef("facility"))), 0),
+            ),
+            default=Value(0),
+            output_field=IntegerField(),
+        ),
+        lines_counted=Coalesce(_count_of(CountLine.objects.filter(run=OuterRef("pk"), is_extra=False)), 0),
+    )
+
+
+RUN_ORDERINGS = {"created", "-created", "due", "-due", "name", "-name", "status", "-status"}
+_ORDER_FIELDS = {"created": "created_at", "due": "due_at", "name": "name", "status": "state"}
 
 
 def run_list(
@@ -37,24 +97,105 @@ def run_list(
     kind: str = "",
     state: str = "",
     facility: str = "",
-    ordering: str = "-created_at",
+    ordering: str = "-created",
+    assigned_to: AbstractBaseUser | None = None,
 ) -> QuerySet[CountRun]:
-    """Runs with their progress (lines counted) annotated, filtered and sorted in the database."""
+    """Runs with progress, filtered and sorted in the database (one query for a page)."""
     runs = CountRun.objects.for_organization(organization).select_related("facility")
     if search:
-        runs = runs.filter(Q(name__icontains=search) | Q(facility__code__iexact=search) | Q(facility__name__icontains=search))
+        runs = runs.filter(
+            Q(name__icontains=search) | Q(facility__code__iexact=search) | Q(facility__name__icontains=search)
+        )
     if kind:
         runs = runs.filter(kind=kind)
     if state:
         runs = runs.filter(state=state)
     if facility:
         runs = runs.filter(facility__code=facility)
-    counted = (
-        CountLine.objects.filter(run=OuterRef("pk"), is_extra=False)
-        .values("run")
-        .annotate(total=Count("pk"))
-        .values("total")
+    if assigned_to is not None:
+        runs = runs.filter(Q(assignees=assigned_to) | Q(assignees__isnull=True)).distinct()
+    ordering = ordering if ordering in RUN_ORDERINGS else "-created"
+    field = _ORDER_FIELDS[ordering.lstrip("-")]
+    return _with_progress(runs).order_by(f"-{field}" if ordering.startswith("-") else field, "-pk")
+
+
+def run_get(*, organization: Organization | None, run_id: int) -> CountRun:
+    return (
+        _with_progress(CountRun.objects.for_organization(organization).select_related("facility"))
+        .prefetch_related("zones", "assignees")
+        .get(pk=run_id)
     )
-    runs = runs.annotate(lines_counted=Coalesce(Subquery(counted), Value(0)))
-    allowed = {"created_at", "-created_at", "due_at", "-due_at", "name", "-name", "state", "-state"}
-    return runs.order_by(ordering if ordering in allowed else "-created_at", "-pk")
+
+
+def book_visible_to(*, user: AbstractBaseUser, facility_id: int) -> bool:
+    """Blind counts are enforced here: associates never see book quantities while it is on."""
+    if role_for_user(user) != Role.ASSOCIATE:
+        return True
+    return not FacilityCountSettings.objects.filter(facility_id=facility_id, blind_count=True).exists()
+
+
+def session_list(*, organization: Organization | None, user: AbstractBaseUser) -> QuerySet[CountSession]:
+    sessions = CountSession.objects.for_organization(organization).select_related("run", "run__facility", "user")
+    if role_for_user(user) == Role.ASSOCIATE:
+        sessions = sessions.filter(user=user)
+    return sessions
+
+
+def session_tallies(*, session: CountSession) -> QuerySet[SessionTally]:
+    return (
+        SessionTally.objects.filter(session=session)
+        .select_related("location", "item")
+        .prefetch_related(Prefetch("item__barcodes", queryset=ItemBarcode.objects.order_by("value")))
+        .order_by("location__code", "item__name")
+    )
+
+
+def session_book_quantities(*, session: CountSession) -> dict[tuple[int, int], object]:
+    return {
+        (location_id, item_id): book
+        for location_id, item_id, book in CountLine.objects.filter(run_id=session.run_id).values_list(
+            "location_id", "item_id", "book_quantity"
+        )
+    }
+
+
+def session_requests(*, session: CountSession) -> list[dict]:
+    """A directed run's requested lines and whether this run has counted each yet."""
+    counted = CountLine.objects.filter(
+        run_id=session.run_id, location_id=OuterRef("location_id"), item_id=OuterRef("item_id")
+    )
+    return list(
+        CountRequest.objects.filter(run_id=session.run_id)
+        .annotate(counted=Exists(counted))
+        .order_by("location__code", "item__name")
+        .values("location__code", "item__sku", "item__name", "counted")
+    )
+
+
+def session_event_summary(*, session: CountSession) -> dict[str, int]:
+    totals = dict(
+        CountEvent.objects.filter(session=session).values("status").annotate(n=Count("pk")).values_list("status", "n")
+    )
+    return {"total": sum(totals.values()), **{status: totals.get(status, 0) for status in EventStatus.values}}
+
+
+def session_attention_events(*, session: CountSession, limit: int = 50) -> QuerySet[CountEvent]:
+    """Events that did not simply count: unmatched, extra and refused, newest first."""
+    return (
+        CountEvent.objects.filter(session=session)
+        .exclude(status=EventStatus.MATCHED)
+        .select_related("location")
+        .order_by("-counted_at", "-pk")[:limit]
+    )
+
+
+def run_lines(*, run: CountRun, ordering: str = "name") -> QuerySet[CountLine]:
+    """A run's lines sorted by item name, location, or largest absolute variance first."""
+    lines = CountLine.objects.filter(run=run).select_related("location", "item")
+    if ordering == "variance":
+        return lines.annotate(abs_variance=Abs(F("counted_quantity") - F("book_quantity"))).order_by(
+            "-abs_variance", "item__name"
+        )
+    if ordering == "location":
+        return lines.order_by("location__code", "item__name")
+    return lines.order_by("item__name", "location__code")

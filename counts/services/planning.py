@@ -78,6 +78,8 @@ def count_run_create(
     if start_date_local and due_date_local and (due_date_local, due_time_local) < (start_date_local, start_time_local):
         raise ValidationError({"due": "due is before start"})
 
+    if CountRun.objects.filter(facility=facility, name=name).exists():
+        raise ValidationError({"name": f"a run named {name!r} already exists at {facility.code}"})
     run = CountRun(
         organization=organization,
         facility=facility,
@@ -199,7 +201,9 @@ def directed_request_add(
     if run is None:
         today = timezone.localdate(timezone=facility.zone_info)
         base_name = f"Directed {facility.code} {today.isoformat()}"
-        taken = set(CountRun.objects.filter(facility=facility, name__startswith=base_name).values_list("name", flat=True))
+        taken = set(
+            CountRun.objects.filter(facility=facility, name__startswith=base_name).values_list("name", flat=True)
+        )
         name = base_name if base_name not in taken else f"{base_name} #{len(taken) + 1}"
         run = count_run_create(
             organization=organization,

@@ -1,0 +1,414 @@
+"""Capture: storing scans exactly once and deriving tallies and count lines from them.
+
+An event is validated on its own: a malformed event is rejected with its reasons and the rest
+of the batch is stored. Stored events are never dropped — unknown barcodes are kept as
+unmatched, unrequested items as extra, typed quantities a facility forbids as refused — and
+only matched and extra events move the counts. Replaying a batch stores nothing new.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from counts.models import (
+    CountEvent,
+    CountKind,
+    CountLine,
+    CountRequest,
+    CountRun,
+    CountSession,
+    EventKind,
+    EventMode,
+    EventStatus,
+    FacilityCountSettings,
+    SessionState,
+    SessionTally,
+)
+from inventory.barcodes import is_valid_gs1
+from inventory.models import InventoryBalance, Item, ItemBarcode, Location
+
+MAX_BATCH = 1000
+MAX_QUANTITY = Decimal("99999999999")  # 14 digits with 3 decimals
+COUNTING_STATUSES = (EventStatus.MATCHED, EventStatus.EXTRA)
+
+
+class SessionNotCapturing(Exception):
+    """The session is paused, submitted or voided: nothing can be added to it."""
+
+
+@dataclass
+class CaptureResult:
+    accepted: int = 0
+    duplicates: int = 0
+    unmatched: int = 0
+    extra: int = 0
+    refused: int = 0
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "accepted": self.accepted,
+            "duplicates": self.duplicates,
+            "unmatched": self.unmatched,
+            "extra": self.extra,
+            "refused": self.refused,
+            "rejected": self.rejected,
+        }
+
+
+@dataclass
+class _Parsed:
+    index: int
+    event_id: uuid.UUID
+    location_code: str
+    barcode: str
+    sku: str
+    quantity: Decimal
+    kind: str
+    mode: str
+    counted_at: datetime
+    counted_by: str
+
+
+def _parse(index: int, raw: Any, *, allowed_modes: set[str]) -> tuple[_Parsed | None, dict[str, str]]:
+    if not isinstance(raw, dict):
+        return None, {"non_field_errors": "an event is a JSON object"}
+    errors: dict[str, str] = {}
+    event_id = None
+    try:
+        event_id = uuid.UUID(str(raw.get("event_id") or ""))
+    except ValueError:
+        errors["event_id"] = "required: a UUID made on the device"
+    location = raw.get("location")
+    if not isinstance(location, str) or not location.strip():
+        errors["location"] = "required: the location code or barcode"
+    barcode, sku = raw.get("barcode"), raw.get("sku")
+    if bool(barcode) == bool(sku) or not isinstance(barcode or sku, str):
+        errors["barcode"] = "give exactly one of barcode or sku"
+    kind = raw.get("kind", EventKind.ADD)
+    if kind not in EventKind.values:
+        errors["kind"] = 'must be "add" or "set"'
+    mode = raw.get("mode", EventMode.SCAN)
+    if mode not in allowed_modes:
+        errors["mode"] = f"must be one of: {', '.join(sorted(allowed_modes))}"
+    quantity = None
+    raw_quantity = raw.get("quantity", 1)
+    if isinstance(raw_quantity, bool):
+        raw_quantity = None
+    try:
+        quantity = Decimal(str(raw_quantity))
+        if not quantity.is_finite() or quantity.as_tuple().exponent < -3 or abs(quantity) > MAX_QUANTITY:
+            raise InvalidOperation
+    except (InvalidOperation, ValueError):
+        errors["quantity"] = "a number with at most 3 decimals"
+        quantity = None
+    if quantity is not None and kind == EventKind.ADD and quantity <= 0:
+        errors["quantity"] = "an add must be positive (use a set to correct a count)"
+    if quantity is not None and kind == EventKind.SET and quantity < 0:
+        errors["quantity"] = "a set cannot be negative"
+    counted_at = None
+    raw_counted_at = raw.get("counted_at")
+    try:
+        counted_at = parse_datetime(raw_counted_at) if isinstance(raw_counted_at, str) else None
+    except ValueError:
+        counted_at = None
+    if counted_at is None or counted_at.tzinfo is None:
+        errors["counted_at"] = "required: an ISO-8601 time with its UTC offset"
+    counted_by = raw.get("counted_by") or ""
+    if errors:
+        return None, errors
+    return (
+        _Parsed(
+            index=index,
+            event_id=event_id,
+            location_code=location.strip(),
+            barcode=(barcode or "").strip(),
+            sku=(sku or "").strip(),
+            quantity=quantity,
+            kind=kind,
+            mode=mode,
+            counted_at=counted_at,
+            counted_by=str(counted_by)[:150],
+        ),
+        {},
+    )
+
+
+def _barcode_refusal(barcode: str, preferences: FacilityCountSettings | None) -> str:
+    if not barcode or preferences is None:
+        return ""
+    if preferences.barcode_format == "gs1" and not is_valid_gs1(barcode):
+        return "barcode is not a valid GS1 code (check digit)"
+    pattern = preferences.barcode_pattern if preferences.barcode_format == "pattern" else ""
+    if pattern and not re.fullmatch(pattern, barcode):
+        return "barcode does not match the facility's expected format"
+    return ""
+
+
+def count_events_ingest(
+    *,
+    session: CountSession,
+    actor: AbstractBaseUser,
+    events: list[Any],
+    allowed_modes: frozenset[str] = frozenset({EventMode.SCAN, EventMode.MANUAL}),
+) -> CaptureResult:
+    """Store each valid event once (by its event id) and bring tallies and lines up to date.
+
+    Guarantees: a replayed event is counted as a duplicate and changes nothing; every valid
+    event is stored, whatever its status; malformed events are listed in `rejected` by index
+    with their field errors and nothing of them is stored.
+    """
+    if not 1 <= len(events) <= MAX_BATCH:
+        raise ValueError(f"send between 1 and {MAX_BATCH} events")
+    result = CaptureResult()
+    parsed: list[_Parsed] = []
+    for index, raw in enumerate(events):
+        event, errors = _parse(index, raw, allowed_modes=set(allowed_modes))
+        if errors:
+            result.rejected.append({"index": index, "errors": errors})
+        else:
+            parsed.append(event)
+
+    with transaction.atomic():
+        # The session lock serialises batches of one session, so duplicate checks and tally
+        # updates never race each other.
+        session = CountSession.objects.select_for_update().select_related("run", "run__facility").get(pk=session.pk)
+        if session.state != SessionState.ACTIVE:
+            raise SessionNotCapturing(f"session {session.pk} is {session.get_state_display().lower()}")
+        run = session.run
+        if not parsed:
+            return result
+
+        locations = _resolve_locations(run.facility_id, {event.location_code for event in parsed})
+        fresh: list[_Parsed] = []
+        known_ids = set(
+            CountEvent.objects.filter(event_id__in=[event.event_id for event in parsed]).values_list(
+                "event_id", flat=True
+            )
+        )
+        for event in parsed:
+            if event.location_code not in locations:
+                result.rejected.append(
+                    {"index": event.index, "errors": {"location": f"no location {event.location_code!r} here"}}
+                )
+            elif event.event_id in known_ids:
+                result.duplicates += 1
+            else:
+                known_ids.add(event.event_id)
+                fresh.append(event)
+        result.rejected.sort(key=lambda rejection: rejection["index"])
+        if not fresh:
+            return result
+
+        rows = _classify(session, fresh, locations, actor)
+        received_at = timezone.now()
+        for row in rows:
+            row.received_at = received_at
+        CountEvent.objects.bulk_create(rows, batch_size=500, ignore_conflicts=True)
+        # An id that collided with another session's event between our check and the insert is
+        # a duplicate: only rows stored now, by this session, may move the counts.
+        stored_ids = set(
+            CountEvent.objects.filter(
+                session=session, received_at=received_at, event_id__in=[row.event_id for row in rows]
+            ).values_list("event_id", flat=True)
+        )
+        stored = [row for row in rows if row.event_id in stored_ids]
+        result.duplicates += len(rows) - len(stored)
+        result.accepted = len(stored)
+        for row in stored:
+            if row.status == EventStatus.UNMATCHED:
+                result.unmatched += 1
+            elif row.status == EventStatus.EXTRA:
+                result.extra += 1
+            elif row.status == EventStatus.REFUSED:
+                result.refused += 1
+
+        keys = {(row.location_id, row.item_id) for row in stored if row.status in COUNTING_STATUSES}
+        if keys:
+            tallies_rebuild(session=session, keys=keys, now=received_at)
+            lines_rebuild(run=run, keys=keys, now=received_at)
+        CountSession.objects.filter(pk=session.pk).update(last_activity_at=received_at)
+    return result
+
+
+def _resolve_locations(facility_id: int, codes: set[str]) -> dict[str, Location]:
+    """Location by code or by its barcode (a scanned bin label)."""
+    found = (
+        Location.objects.filter(facility_id=facility_id)
+        .filter(Q(code__in=codes) | Q(barcode__in=codes))
+        .only("pk", "code", "barcode", "zone_id")
+    )
+    by_key: dict[str, Location] = {}
+    for location in found:
+        by_key[location.barcode] = location
+        by_key[location.code] = location
+    return by_key
+
+
+def _classify(
+    session: CountSession, events: list[_Parsed], locations: dict[str, Location], actor: AbstractBaseUser
+) -> list[CountEvent]:
+    run = session.run
+    preferences = FacilityCountSettings.objects.filter(facility_id=run.facility_id).first()
+    barcodes = {event.barcode for event in events if event.barcode}
+    skus = {event.sku for event in events if event.sku}
+    item_by_barcode = dict(
+        ItemBarcode.objects.filter(organization_id=run.organization_id, value__in=barcodes).values_list(
+            "value", "item_id"
+        )
+    )
+    item_by_sku = dict(Item.objects.filter(organization_id=run.organization_id, sku__in=skus).values_list("sku", "pk"))
+    requested: set[tuple[int, int]] | None = None
+    if run.kind == CountKind.DIRECTED:
+        requested = set(CountRequest.objects.filter(run=run).values_list("location_id", "item_id"))
+    scoped_location_ids: set[int] | None = None
+    if run.kind == CountKind.CYCLE:
+        scoped_location_ids = set(run.locations.values_list("pk", flat=True)) or None
+
+    rows = []
+    for event in events:
+        location = locations[event.location_code]
+        item_id = item_by_barcode.get(event.barcode) if event.barcode else item_by_sku.get(event.sku)
+        status, refusal = EventStatus.MATCHED, ""
+        if event.mode == EventMode.MANUAL and preferences is not None and preferences.require_scan:
+            status, refusal = EventStatus.REFUSED, "this facility requires scanning; typed quantities are refused"
+        elif refusal := _barcode_refusal(event.barcode, preferences):
+            status = EventStatus.REFUSED
+        elif item_id is None:
+            status = EventStatus.UNMATCHED
+        elif requested is not None and (location.pk, item_id) not in requested:
+            if event.mode == EventMode.MANUAL:
+                status, refusal = EventStatus.REFUSED, "items that were not requested can't be added by hand"
+            else:
+                status = EventStatus.EXTRA
+        elif scoped_location_ids is not None and location.pk not in scoped_location_ids:
+            status = EventStatus.EXTRA
+        rows.append(
+            CountEvent(
+                organization_id=run.organization_id,
+                event_id=event.event_id,
+                session=session,
+                run=run,
+                user=session.user,
+                device_id=session.device_id,
+                location=location,
+                item_id=item_id,
+                barcode=event.barcode,
+                sku=event.sku,
+                quantity=event.quantity,
+                kind=event.kind,
+                mode=event.mode,
+                status=status,
+                refusal_reason=refusal,
+                counted_by=event.counted_by,
+                counted_at=event.counted_at,
+            )
+        )
+    return rows
+
+
+def _filter_keys(queryset: QuerySet, keys: set[tuple[int, int]]) -> QuerySet:
+    location_ids = {location_id for location_id, _ in keys}
+    item_ids = {item_id for _, item_id in keys}
+    return queryset.filter(location_id__in=location_ids, item_id__in=item_ids)
+
+
+def tallies_rebuild(*, session: CountSession, keys: set[tuple[int, int]], now: datetime) -> None:
+    """Recompute the session's tally for each item × location from its stored events.
+
+    Events are replayed in counted-at order (then arrival), so an offline device's older scans
+    arriving late land where they belong: a set replaces everything before it, adds after it
+    add up.
+    """
+    quantities: dict[tuple[int, int], Decimal] = defaultdict(Decimal)
+    events = (
+        _filter_keys(CountEvent.objects.filter(session=session, status__in=COUNTING_STATUSES), keys)
+        .order_by("counted_at", "pk")
+        .values_list("location_id", "item_id", "kind", "quantity")
+    )
+    for location_id, item_id, kind, quantity in events:
+        key = (location_id, item_id)
+        if key not in keys:
+            continue
+        quantities[key] = quantity if kind == EventKind.SET else quantities[key] + quantity
+    SessionTally.objects.bulk_create(
+        [
+            SessionTally(
+                organization_id=session.organization_id,
+                session=session,
+                run_id=session.run_id,
+                location_id=location_id,
+                item_id=item_id,
+                quantity=quantities[(location_id, item_id)],
+                updated_at=now,
+            )
+            for location_id, item_id in sorted(keys)
+        ],
+        update_conflicts=True,
+        unique_fields=["session", "location", "item"],
+        update_fields=["quantity", "updated_at"],
+    )
+
+
+def lines_rebuild(*, run: CountRun, keys: set[tuple[int, int]], now: datetime) -> None:
+    """Bring the run's count lines for `keys` up to date with the sessions' tallies.
+
+    Counted = the latest recount session's tally when one exists, else the sum over sessions
+    (several associates may share a bin). The book quantity is frozen when a line is first
+    created: it is the mirror's on hand at that moment.
+    """
+    tallies = _filter_keys(
+        SessionTally.objects.filter(run_id=run.pk).exclude(session__state=SessionState.VOIDED), keys
+    ).values_list("location_id", "item_id", "quantity", "session__is_recount", "session__started_at", "session_id")
+    summed: dict[tuple[int, int], Decimal] = defaultdict(Decimal)
+    latest_recount: dict[tuple[int, int], tuple[datetime, int, Decimal]] = {}
+    for location_id, item_id, quantity, is_recount, started_at, session_id in tallies:
+        key = (location_id, item_id)
+        if key not in keys:
+            continue
+        summed[key] += quantity
+        if is_recount and (key not in latest_recount or (started_at, session_id) > latest_recount[key][:2]):
+            latest_recount[key] = (started_at, session_id, quantity)
+    book = {
+        (location_id, item_id): on_hand
+        for location_id, item_id, on_hand in _filter_keys(InventoryBalance.objects.all(), keys).values_list(
+            "location_id", "item_id", "on_hand"
+        )
+    }
+    requested = None
+    if run.kind == CountKind.DIRECTED:
+        requested = set(
+            _filter_keys(CountRequest.objects.filter(run_id=run.pk), keys).values_list("location_id", "item_id")
+        )
+    CountLine.objects.bulk_create(
+        [
+            CountLine(
+                organization_id=run.organization_id,
+                run_id=run.pk,
+                location_id=location_id,
+                item_id=item_id,
+                counted_quantity=latest_recount[key][2] if key in latest_recount else summed[key],
+                book_quantity=book.get(key, Decimal("0")),
+                is_extra=requested is not None and key not in requested,
+                first_counted_at=now,
+                last_counted_at=now,
+            )
+            for key in sorted(keys)
+            for location_id, item_id in [key]
+        ],
+        update_conflicts=True,
+        unique_fields=["run", "location", "item"],
+        update_fields=["counted_quantity", "last_counted_at", "is_extra"],
+    )
