@@ -18,16 +18,29 @@ STAFF_ROLES = frozenset({Role.PLANNER, Role.MANAGER, Role.FINANCE, Role.ADMIN})
 
 _MIRROR_MODELS = ("facility", "zone", "location", "item", "itembarcode", "inventorybalance")
 _VIEW_MIRROR = tuple(f"inventory.view_{model}" for model in _MIRROR_MODELS)
+_COUNT_MODELS = ("countrun", "countrequest", "countsession", "countevent", "countline", "facilitycountsettings",
+                 "columnmapping")  # fmt: skip
+_VIEW_COUNTS = tuple(f"counts.view_{model}" for model in _COUNT_MODELS)
+# Commanding runs (start, cancel) and keeping saved import mappings: planners and managers.
+_PLAN_COUNTS = ("counts.change_countrun", "counts.add_columnmapping", "counts.change_columnmapping",
+                "counts.delete_columnmapping")  # fmt: skip
+_SET_PREFERENCES = ("counts.add_facilitycountsettings", "counts.change_facilitycountsettings")
 
 # Permission codenames ("app_label.codename") granted to each role's group. Later issues add
 # their models here; the group is re-synced on every migrate.
 ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
     Role.ASSOCIATE: _VIEW_MIRROR,
-    Role.PLANNER: _VIEW_MIRROR,
-    Role.MANAGER: (*_VIEW_MIRROR, "accounts.view_membership"),
-    Role.FINANCE: _VIEW_MIRROR,
+    Role.PLANNER: (*_VIEW_MIRROR, *_VIEW_COUNTS, *_PLAN_COUNTS),
+    Role.MANAGER: (*_VIEW_MIRROR, *_VIEW_COUNTS, *_PLAN_COUNTS, *_SET_PREFERENCES, "accounts.view_membership"),
+    Role.FINANCE: (*_VIEW_MIRROR, *_VIEW_COUNTS),
     Role.ADMIN: (
         *_VIEW_MIRROR,
+        *_VIEW_COUNTS,
+        *_PLAN_COUNTS,
+        *_SET_PREFERENCES,
+        "django_celery_beat.view_periodictask",
+        "django_celery_beat.change_periodictask",
+        "django_celery_beat.view_crontabschedule",
         # The mirror is written by sync; an admin may only correct a facility's name or time zone.
         "inventory.change_facility",
         "accounts.view_organization",

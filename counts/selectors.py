@@ -57,7 +57,7 @@ def _count_of(queryset: QuerySet) -> Subquery:
     )
 
 
-def _with_progress(runs: QuerySet[CountRun]) -> QuerySet[CountRun]:
+def with_progress(runs: QuerySet[CountRun]) -> QuerySet[CountRun]:
     """Annotate `lines_in_scope` and `lines_counted` in the same query as the runs."""
     stocked = InventoryBalance.objects.exclude(on_hand=0)
     run_locations = CountRun.locations.through.objects.filter(countrun_id=OuterRef("pk"))
@@ -116,12 +116,12 @@ def run_list(
         runs = runs.filter(Q(assignees=assigned_to) | Q(assignees__isnull=True)).distinct()
     ordering = ordering if ordering in RUN_ORDERINGS else "-created"
     field = _ORDER_FIELDS[ordering.lstrip("-")]
-    return _with_progress(runs).order_by(f"-{field}" if ordering.startswith("-") else field, "-pk")
+    return with_progress(runs).order_by(f"-{field}" if ordering.startswith("-") else field, "-pk")
 
 
 def run_get(*, organization: Organization | None, run_id: int) -> CountRun:
     return (
-        _with_progress(CountRun.objects.for_organization(organization).select_related("facility"))
+        with_progress(CountRun.objects.for_organization(organization).select_related("facility"))
         .prefetch_related("zones", "assignees")
         .get(pk=run_id)
     )
