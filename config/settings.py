@@ -155,7 +155,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["accounts.permissions.IsOrganizationMember"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 100,
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "config.api_schema.NestedNameAutoSchema",
     "EXCEPTION_HANDLER": "config.api_errors.json_exception_handler",
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }
@@ -165,6 +165,10 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "ImportKindEnum": "counts.models.ImportKind.choices",
+        "CountKindEnum": "counts.models.CountKind.choices",
+    },
 }
 
 # --- Celery ------------------------------------------------------------------------------

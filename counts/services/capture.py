@@ -22,6 +22,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from counts.bulk import insert_rows
 from counts.models import (
     CountEvent,
     CountKind,
@@ -40,6 +41,11 @@ from inventory.barcodes import is_valid_gs1
 from inventory.models import InventoryBalance, Item, ItemBarcode, Location
 
 MAX_BATCH = 1000
+EVENT_FIELDS = [
+    "organization_id", "event_id", "session_id", "run_id", "user_id", "device_id", "location_id", "item_id",
+    "barcode", "sku", "quantity", "kind", "mode", "status", "refusal_reason", "counted_by", "counted_at",
+]  # fmt: skip
+EVENT_COLUMNS = [*EVENT_FIELDS, "received_at"]
 MAX_QUANTITY = Decimal("99999999999")  # 14 digits with 3 decimals
 COUNTING_STATUSES = (EventStatus.MATCHED, EventStatus.EXTRA)
 
@@ -214,9 +220,12 @@ def count_events_ingest(
 
         rows = _classify(session, fresh, locations, actor)
         received_at = timezone.now()
-        for row in rows:
-            row.received_at = received_at
-        CountEvent.objects.bulk_create(rows, batch_size=500, ignore_conflicts=True)
+        insert_rows(
+            CountEvent,
+            EVENT_COLUMNS,
+            ([getattr(row, column) for column in EVENT_FIELDS] + [received_at] for row in rows),
+            conflict_columns=["event_id"],
+        )
         # An id that collided with another session's event between our check and the insert is
         # a duplicate: only rows stored now, by this session, may move the counts.
         stored_ids = set(
@@ -264,12 +273,20 @@ def _classify(
     preferences = FacilityCountSettings.objects.filter(facility_id=run.facility_id).first()
     barcodes = {event.barcode for event in events if event.barcode}
     skus = {event.sku for event in events if event.sku}
-    item_by_barcode = dict(
-        ItemBarcode.objects.filter(organization_id=run.organization_id, value__in=barcodes).values_list(
-            "value", "item_id"
+    item_by_barcode = (
+        dict(
+            ItemBarcode.objects.filter(organization_id=run.organization_id, value__in=barcodes).values_list(
+                "value", "item_id"
+            )
         )
+        if barcodes
+        else {}
     )
-    item_by_sku = dict(Item.objects.filter(organization_id=run.organization_id, sku__in=skus).values_list("sku", "pk"))
+    item_by_sku = (
+        dict(Item.objects.filter(organization_id=run.organization_id, sku__in=skus).values_list("sku", "pk"))
+        if skus
+        else {}
+    )
     requested: set[tuple[int, int]] | None = None
     if run.kind == CountKind.DIRECTED:
         requested = set(CountRequest.objects.filter(run=run).values_list("location_id", "item_id"))
@@ -343,22 +360,16 @@ def tallies_rebuild(*, session: CountSession, keys: set[tuple[int, int]], now: d
         if key not in keys:
             continue
         quantities[key] = quantity if kind == EventKind.SET else quantities[key] + quantity
-    SessionTally.objects.bulk_create(
-        [
-            SessionTally(
-                organization_id=session.organization_id,
-                session=session,
-                run_id=session.run_id,
-                location_id=location_id,
-                item_id=item_id,
-                quantity=quantities[(location_id, item_id)],
-                updated_at=now,
-            )
-            for location_id, item_id in sorted(keys)
-        ],
-        update_conflicts=True,
-        unique_fields=["session", "location", "item"],
-        update_fields=["quantity", "updated_at"],
+    insert_rows(
+        SessionTally,
+        ["organization_id", "session_id", "run_id", "location_id", "item_id", "quantity", "updated_at"],
+        (
+            [session.organization_id, session.pk, session.run_id, location_id, item_id, quantities[key], now]
+            for key in sorted(keys)
+            for location_id, item_id in [key]
+        ),
+        conflict_columns=["session_id", "location_id", "item_id"],
+        update_columns=["quantity", "updated_at"],
     )
 
 
@@ -392,23 +403,22 @@ def lines_rebuild(*, run: CountRun, keys: set[tuple[int, int]], now: datetime) -
         requested = set(
             _filter_keys(CountRequest.objects.filter(run_id=run.pk), keys).values_list("location_id", "item_id")
         )
-    CountLine.objects.bulk_create(
+    insert_rows(
+        CountLine,
         [
-            CountLine(
-                organization_id=run.organization_id,
-                run_id=run.pk,
-                location_id=location_id,
-                item_id=item_id,
-                counted_quantity=latest_recount[key][2] if key in latest_recount else summed[key],
-                book_quantity=book.get(key, Decimal("0")),
-                is_extra=requested is not None and key not in requested,
-                first_counted_at=now,
-                last_counted_at=now,
-            )
+            "organization_id", "run_id", "location_id", "item_id", "counted_quantity", "book_quantity", "is_extra",
+            "first_counted_at", "last_counted_at",
+        ],
+        (
+            [
+                run.organization_id, run.pk, location_id, item_id,
+                latest_recount[key][2] if key in latest_recount else summed[key],
+                book.get(key, Decimal("0")), requested is not None and key not in requested, now, now,
+            ]
             for key in sorted(keys)
             for location_id, item_id in [key]
-        ],
-        update_conflicts=True,
-        unique_fields=["run", "location", "item"],
-        update_fields=["counted_quantity", "last_counted_at", "is_extra"],
-    )
+        ),
+        conflict_columns=["run_id", "location_id", "item_id"],
+        # The book quantity and first count time stay as they were when the line was created.
+        update_columns=["counted_quantity", "last_counted_at", "is_extra"],
+    )  # fmt: skip
