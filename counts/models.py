@@ -241,7 +241,7 @@ class CountEvent(OrganizationOwned):
     class Meta:
         ordering = ["counted_at", "pk"]
         indexes = [
-            models.Index(fields=["session", "counted_at"]),
+            models.Index(fields=["session", "location", "item"]),
             models.Index(fields=["run", "status"]),
         ]
 

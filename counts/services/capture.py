@@ -318,7 +318,7 @@ def _classify(
                 event_id=event.event_id,
                 session=session,
                 run=run,
-                user=session.user,
+                user_id=session.user_id,
                 device_id=session.device_id,
                 location=location,
                 item_id=item_id,
