@@ -37,7 +37,7 @@ def facility_count_settings_update(
     """Save a manager's preferences for a facility, validated as a whole."""
     unknown = set(changes) - set(EDITABLE_FIELDS)
     if unknown:
-        raise ValidationError({name: "not a count setting" for name in sorted(unknown)})
+        raise ValidationError(dict.fromkeys(sorted(unknown), "not a count setting"))
     settings_row, _ = FacilityCountSettings.objects.select_for_update().get_or_create(
         facility=facility, defaults={"organization_id": facility.organization_id}
     )
