@@ -26,6 +26,11 @@ def _adapt(value: Any) -> Any:
     return value
 
 
+def adapt(value: Any) -> Any:
+    """A Python value as the current database backend takes it in raw SQL."""
+    return _adapt(value)
+
+
 def insert_rows(
     model: type[models.Model],
     columns: Sequence[str],
@@ -33,8 +38,13 @@ def insert_rows(
     *,
     conflict_columns: Sequence[str] = (),
     update_columns: Sequence[str] = (),
-) -> None:
-    """INSERT the rows; on a conflict on `conflict_columns` update `update_columns`, or skip the row."""
+    returning: str = "",
+) -> list[Any]:
+    """INSERT the rows; on a conflict on `conflict_columns` update `update_columns`, or skip the row.
+
+    With `returning`, the value of that column for each row actually inserted or updated (both
+    PostgreSQL and SQLite ≥ 3.35 support RETURNING); skipped rows return nothing.
+    """
     quote = connection.ops.quote_name
     table = quote(model._meta.db_table)
     column_list = ", ".join(quote(column) for column in columns)
@@ -47,7 +57,10 @@ def insert_rows(
             suffix = f" ON CONFLICT ({target}) DO UPDATE SET {assignments}"
         else:
             suffix = f" ON CONFLICT ({target}) DO NOTHING"
+    if returning:
+        suffix += f" RETURNING {quote(returning)}"
     adapted = [[_adapt(value) for value in row] for row in rows]
+    returned: list[Any] = []
     # Stay well under SQLite's limit of 32,766 parameters per statement.
     rows_per_statement = max(1, MAX_PARAMETERS // len(columns))
     with connection.cursor() as cursor:
@@ -56,3 +69,6 @@ def insert_rows(
             values = ", ".join([row_placeholder] * len(chunk))
             sql = f"INSERT INTO {table} ({column_list}) VALUES {values}{suffix}"  # noqa: S608 - names are ours
             cursor.execute(sql, [value for row in chunk for value in row])
+            if returning:
+                returned.extend(row[0] for row in cursor.fetchall())
+    return returned

@@ -10,23 +10,21 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
-from django.db.models import Q, QuerySet
+from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from counts.bulk import insert_rows
+from counts.bulk import adapt, insert_rows
 from counts.models import (
     CountEvent,
     CountKind,
-    CountLine,
     CountRequest,
     CountRun,
     CountSession,
@@ -35,10 +33,9 @@ from counts.models import (
     EventStatus,
     FacilityCountSettings,
     SessionState,
-    SessionTally,
 )
 from inventory.barcodes import is_valid_gs1
-from inventory.models import InventoryBalance, Item, ItemBarcode, Location
+from inventory.models import Item, ItemBarcode, Location
 
 MAX_BATCH = 1000
 EVENT_FIELDS = [
@@ -47,6 +44,8 @@ EVENT_FIELDS = [
 ]  # fmt: skip
 EVENT_COLUMNS = [*EVENT_FIELDS, "received_at"]
 MAX_QUANTITY = Decimal("99999999999")  # 14 digits with 3 decimals
+# "Last activity" is for people watching sessions; a minute's precision spares a write per scan.
+ACTIVITY_RESOLUTION = timedelta(minutes=1)
 COUNTING_STATUSES = (EventStatus.MATCHED, EventStatus.EXTRA)
 
 
@@ -220,19 +219,18 @@ def count_events_ingest(
 
         rows = _classify(session, fresh, locations, actor)
         received_at = timezone.now()
-        insert_rows(
-            CountEvent,
-            EVENT_COLUMNS,
-            ([getattr(row, column) for column in EVENT_FIELDS] + [received_at] for row in rows),
-            conflict_columns=["event_id"],
-        )
-        # An id that collided with another session's event between our check and the insert is
-        # a duplicate: only rows stored now, by this session, may move the counts.
-        stored_ids = set(
-            CountEvent.objects.filter(
-                session=session, received_at=received_at, event_id__in=[row.event_id for row in rows]
-            ).values_list("event_id", flat=True)
-        )
+        # ON CONFLICT DO NOTHING … RETURNING names exactly the rows stored now: an id that another
+        # session stored between our check and this insert comes back as a duplicate, not a count.
+        stored_ids = {
+            uuid.UUID(str(value))
+            for value in insert_rows(
+                CountEvent,
+                EVENT_COLUMNS,
+                ([getattr(row, column) for column in EVENT_FIELDS] + [received_at] for row in rows),
+                conflict_columns=["event_id"],
+                returning="event_id",
+            )
+        }
         stored = [row for row in rows if row.event_id in stored_ids]
         result.duplicates += len(rows) - len(stored)
         result.accepted = len(stored)
@@ -248,7 +246,8 @@ def count_events_ingest(
         if keys:
             tallies_rebuild(session=session, keys=keys, now=received_at)
             lines_rebuild(run=run, keys=keys, now=received_at)
-        CountSession.objects.filter(pk=session.pk).update(last_activity_at=received_at)
+        if session.last_activity_at is None or received_at - session.last_activity_at > ACTIVITY_RESOLUTION:
+            CountSession.objects.filter(pk=session.pk).update(last_activity_at=received_at)
     return result
 
 
@@ -336,89 +335,112 @@ def _classify(
     return rows
 
 
-def _filter_keys(queryset: QuerySet, keys: set[tuple[int, int]]) -> QuerySet:
-    location_ids = {location_id for location_id, _ in keys}
-    item_ids = {item_id for _, item_id in keys}
-    return queryset.filter(location_id__in=location_ids, item_id__in=item_ids)
+def _touched_keys_sql(keys: set[tuple[int, int]]) -> tuple[str, list[int]]:
+    """A VALUES list of (location_id, item_id) pairs usable as a CTE on PostgreSQL and SQLite."""
+    ordered = sorted(keys)
+    rows = ", ".join(["(%s, %s)"] * len(ordered))
+    return f"touched (location_id, item_id) AS (VALUES {rows})", [value for key in ordered for value in key]
+
+
+_COUNTING_STATUS_SQL = "('" + "', '".join(COUNTING_STATUSES) + "')"
+
+_TALLIES_SQL = """
+WITH {touched},
+replay AS (
+    SELECT e.location_id, e.item_id, e.kind, e.quantity,
+           SUM(CASE WHEN e.kind = 'set' THEN 1 ELSE 0 END) OVER (
+               PARTITION BY e.location_id, e.item_id
+               ORDER BY e.counted_at DESC, e.id DESC
+               ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
+           ) AS sets_from_newest
+    FROM counts_countevent e
+    JOIN touched t ON t.location_id = e.location_id AND t.item_id = e.item_id
+    WHERE e.session_id = %s AND e.status IN {statuses}
+)
+INSERT INTO counts_sessiontally (organization_id, session_id, run_id, location_id, item_id, quantity, updated_at)
+SELECT %s, %s, %s, location_id, item_id, SUM(quantity), %s
+FROM replay
+WHERE sets_from_newest = 0 OR (sets_from_newest = 1 AND kind = 'set')
+GROUP BY location_id, item_id
+ON CONFLICT (session_id, location_id, item_id) DO UPDATE
+SET quantity = excluded.quantity, updated_at = excluded.updated_at
+"""
 
 
 def tallies_rebuild(*, session: CountSession, keys: set[tuple[int, int]], now: datetime) -> None:
-    """Recompute the session's tally for each item × location from its stored events.
+    """Recompute the session's tally for each item × location from its stored events, in SQL.
 
-    Events are replayed in counted-at order (then arrival), so an offline device's older scans
-    arriving late land where they belong: a set replaces everything before it, adds after it
-    add up.
+    Events are replayed newest first: the tally is the latest `set` plus every `add` after it
+    (by counted-at time, then arrival), so an offline device's older scans arriving late land
+    where they belong.
     """
-    quantities: dict[tuple[int, int], Decimal] = defaultdict(Decimal)
-    events = (
-        _filter_keys(CountEvent.objects.filter(session=session, status__in=COUNTING_STATUSES), keys)
-        .order_by("counted_at", "pk")
-        .values_list("location_id", "item_id", "kind", "quantity")
-    )
-    for location_id, item_id, kind, quantity in events:
-        key = (location_id, item_id)
-        if key not in keys:
-            continue
-        quantities[key] = quantity if kind == EventKind.SET else quantities[key] + quantity
-    insert_rows(
-        SessionTally,
-        ["organization_id", "session_id", "run_id", "location_id", "item_id", "quantity", "updated_at"],
-        (
-            [session.organization_id, session.pk, session.run_id, location_id, item_id, quantities[key], now]
-            for key in sorted(keys)
-            for location_id, item_id in [key]
-        ),
-        conflict_columns=["session_id", "location_id", "item_id"],
-        update_columns=["quantity", "updated_at"],
-    )
+    touched, touched_params = _touched_keys_sql(keys)
+    sql = _TALLIES_SQL.format(touched=touched, statuses=_COUNTING_STATUS_SQL)
+    params = [*touched_params, session.pk, session.organization_id, session.pk, session.run_id, adapt(now)]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+
+
+_LINES_SQL = """
+WITH {touched},
+tallies AS (
+    SELECT t.location_id, t.item_id, t.quantity,
+           CASE WHEN s.is_recount THEN 1 ELSE 0 END AS recount,
+           ROW_NUMBER() OVER (
+               PARTITION BY t.location_id, t.item_id
+               ORDER BY CASE WHEN s.is_recount THEN 1 ELSE 0 END DESC, s.started_at DESC, s.id DESC
+           ) AS latest_first
+    FROM counts_sessiontally t
+    JOIN touched k ON k.location_id = t.location_id AND k.item_id = t.item_id
+    JOIN counts_countsession s ON s.id = t.session_id
+    WHERE t.run_id = %s AND s.state <> 'voided'
+),
+counted AS (
+    SELECT location_id, item_id,
+           CASE WHEN MAX(recount) = 1 THEN SUM(CASE WHEN latest_first = 1 THEN quantity ELSE 0 END)
+                ELSE SUM(quantity) END AS quantity
+    FROM tallies
+    GROUP BY location_id, item_id
+)
+INSERT INTO counts_countline (
+    organization_id, run_id, location_id, item_id, counted_quantity, book_quantity, is_extra,
+    first_counted_at, last_counted_at
+)
+SELECT %s, %s, c.location_id, c.item_id, c.quantity, COALESCE(b.on_hand, 0),
+       CASE WHEN %s AND NOT EXISTS (
+           SELECT 1 FROM counts_countrequest r
+           WHERE r.run_id = %s AND r.location_id = c.location_id AND r.item_id = c.item_id
+       ) THEN %s ELSE %s END,
+       %s, %s
+FROM counted c
+LEFT JOIN inventory_inventorybalance b ON b.location_id = c.location_id AND b.item_id = c.item_id
+WHERE TRUE
+ON CONFLICT (run_id, location_id, item_id) DO UPDATE
+SET counted_quantity = excluded.counted_quantity, last_counted_at = excluded.last_counted_at,
+    is_extra = excluded.is_extra
+"""
 
 
 def lines_rebuild(*, run: CountRun, keys: set[tuple[int, int]], now: datetime) -> None:
-    """Bring the run's count lines for `keys` up to date with the sessions' tallies.
+    """Bring the run's count lines for `keys` up to date with the sessions' tallies, in SQL.
 
     Counted = the latest recount session's tally when one exists, else the sum over sessions
-    (several associates may share a bin). The book quantity is frozen when a line is first
-    created: it is the mirror's on hand at that moment.
+    (several associates may share a bin). The book quantity and first-count time are set when
+    a line is created — the mirror's on hand at that moment — and never touched again.
     """
-    tallies = _filter_keys(
-        SessionTally.objects.filter(run_id=run.pk).exclude(session__state=SessionState.VOIDED), keys
-    ).values_list("location_id", "item_id", "quantity", "session__is_recount", "session__started_at", "session_id")
-    summed: dict[tuple[int, int], Decimal] = defaultdict(Decimal)
-    latest_recount: dict[tuple[int, int], tuple[datetime, int, Decimal]] = {}
-    for location_id, item_id, quantity, is_recount, started_at, session_id in tallies:
-        key = (location_id, item_id)
-        if key not in keys:
-            continue
-        summed[key] += quantity
-        if is_recount and (key not in latest_recount or (started_at, session_id) > latest_recount[key][:2]):
-            latest_recount[key] = (started_at, session_id, quantity)
-    book = {
-        (location_id, item_id): on_hand
-        for location_id, item_id, on_hand in _filter_keys(InventoryBalance.objects.all(), keys).values_list(
-            "location_id", "item_id", "on_hand"
-        )
-    }
-    requested = None
-    if run.kind == CountKind.DIRECTED:
-        requested = set(
-            _filter_keys(CountRequest.objects.filter(run_id=run.pk), keys).values_list("location_id", "item_id")
-        )
-    insert_rows(
-        CountLine,
-        [
-            "organization_id", "run_id", "location_id", "item_id", "counted_quantity", "book_quantity", "is_extra",
-            "first_counted_at", "last_counted_at",
-        ],
-        (
-            [
-                run.organization_id, run.pk, location_id, item_id,
-                latest_recount[key][2] if key in latest_recount else summed[key],
-                book.get(key, Decimal("0")), requested is not None and key not in requested, now, now,
-            ]
-            for key in sorted(keys)
-            for location_id, item_id in [key]
-        ),
-        conflict_columns=["run_id", "location_id", "item_id"],
-        # The book quantity and first count time stay as they were when the line was created.
-        update_columns=["counted_quantity", "last_counted_at", "is_extra"],
-    )  # fmt: skip
+    touched, touched_params = _touched_keys_sql(keys)
+    moment = adapt(now)
+    params = [
+        *touched_params,
+        run.pk,
+        run.organization_id,
+        run.pk,
+        run.kind == CountKind.DIRECTED,
+        run.pk,
+        True,
+        False,
+        moment,
+        moment,
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(_LINES_SQL.format(touched=touched), params)
