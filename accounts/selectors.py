@@ -7,6 +7,11 @@ from accounts.models import Membership, Organization
 _CACHE_ATTRIBUTE = "_cyclecount_membership"
 
 
+def remember_membership(user: AbstractBaseUser, membership: Membership | None) -> None:
+    """Prime the per-request cache when the membership was loaded along with the user."""
+    setattr(user, _CACHE_ATTRIBUTE, membership)
+
+
 def membership_for_user(user: AbstractBaseUser | AnonymousUser | None) -> Membership | None:
     """The user's membership, cached on the user object for the rest of the request."""
     if user is None or not user.is_authenticated:

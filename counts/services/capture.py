@@ -189,7 +189,11 @@ def count_events_ingest(
     with transaction.atomic():
         # The session lock serialises batches of one session, so duplicate checks and tally
         # updates never race each other.
-        session = CountSession.objects.select_for_update().select_related("run", "run__facility").get(pk=session.pk)
+        session = (
+            CountSession.objects.select_for_update(of=("self",))
+            .select_related("run", "run__facility", "run__facility__count_settings")
+            .get(pk=session.pk)
+        )
         if session.state != SessionState.ACTIVE:
             raise SessionNotCapturing(f"session {session.pk} is {session.get_state_display().lower()}")
         run = session.run
@@ -269,7 +273,10 @@ def _classify(
     session: CountSession, events: list[_Parsed], locations: dict[str, Location], actor: AbstractBaseUser
 ) -> list[CountEvent]:
     run = session.run
-    preferences = FacilityCountSettings.objects.filter(facility_id=run.facility_id).first()
+    try:
+        preferences = run.facility.count_settings
+    except FacilityCountSettings.DoesNotExist:
+        preferences = None
     barcodes = {event.barcode for event in events if event.barcode}
     skus = {event.sku for event in events if event.sku}
     item_by_barcode = (
