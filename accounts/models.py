@@ -62,3 +62,14 @@ class OrganizationOwned(models.Model):
 
     class Meta:
         abstract = True
+
+
+class EditToken(models.Model):
+    """A person's personal edit token for X-Edit-Token; only its SHA-256 is stored."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="edit_token")
+    token_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"edit token of {self.user} (issued {self.created_at:%Y-%m-%d})"
