@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import secrets
+
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractUser, Group, Permission
+from django.contrib.auth.models import AbstractBaseUser, AbstractUser, Group, Permission
 from django.db import transaction
 from django.db.models import Q
+from django.utils import timezone
 
-from accounts.models import Membership, Organization
+from accounts.models import EditToken, Membership, Organization
 from accounts.roles import ROLE_PERMISSIONS, STAFF_ROLES, Role, group_name
+from audit.services import audit_log_write  # the reason log is a sink every app writes to
 
 
 def role_groups_sync(*, using: str = "default") -> None:
@@ -59,3 +65,29 @@ def user_create(*, username: str, password: str, email: str = "", first_name: st
     return get_user_model().objects.create_user(
         username=username, password=password, email=email, first_name=first_name
     )
+
+
+def _edit_token_hash(raw: str) -> str:
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+@transaction.atomic
+def edit_token_rotate(*, user: AbstractUser) -> str:
+    """Issue a new personal edit token (the old one stops working) and return it — the only time
+    it is ever visible; only its hash is stored."""
+    raw = secrets.token_urlsafe(32)
+    EditToken.objects.update_or_create(
+        user=user, defaults={"token_hash": _edit_token_hash(raw), "created_at": timezone.now()}
+    )
+    membership = Membership.objects.filter(user=user).first()
+    if membership is not None:
+        audit_log_write(organization_id=membership.organization_id, tag="edit_token_rotated", actor=user, subject=user)
+    return raw
+
+
+def edit_token_matches(*, user: AbstractBaseUser, raw: str | None) -> bool:
+    """True when `raw` is the user's current edit token (constant-time comparison)."""
+    if not raw:
+        return False
+    stored = EditToken.objects.filter(user=user).values_list("token_hash", flat=True).first()
+    return stored is not None and hmac.compare_digest(stored, _edit_token_hash(raw))

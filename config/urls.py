@@ -12,6 +12,8 @@ api_patterns = [
     path("", include("accounts.urls")),
     path("", include("inventory.urls")),
     path("", include("counts.urls")),
+    path("", include("reconciliation.urls")),
+    path("", include("approvals.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
 ]
@@ -21,4 +23,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),
     path("api/", include(api_patterns)),
+    path("count/", include("counts.count_urls")),
 ]

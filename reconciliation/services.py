@@ -112,7 +112,8 @@ SELECT organization_id, run_id, line_id, item_id, location_id, %(facility)s, cou
        CASE
            WHEN adjustment = 0 THEN 'none'
            WHEN moved = 1 AND %(policy)s = 'require_recount' THEN 'recount'
-           WHEN %(recount_min)s IS NOT NULL AND ABS(ROUND(adjustment * unit_cost, 2)) > CAST(%(recount_min)s AS NUMERIC) THEN 'recount'
+           WHEN %(recount_min)s IS NOT NULL
+                AND ABS(ROUND(adjustment * unit_cost, 2)) > CAST(%(recount_min)s AS NUMERIC) THEN 'recount'
            WHEN basis <> 0 AND ABS(adjustment) * 100 <= CAST(%(auto_percent)s AS NUMERIC) * ABS(basis)
                 AND ABS(ROUND(adjustment * unit_cost, 2)) <= CAST(%(auto_value)s AS NUMERIC) THEN 'auto'
            ELSE 'proposal'
