@@ -21,7 +21,9 @@ api_patterns = [
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
+    path("accounts/", include("accounts.view_urls")),
     path("accounts/", include("django.contrib.auth.urls")),
     path("api/", include(api_patterns)),
     path("count/", include("counts.count_urls")),
+    path("proposed-actions/", include("approvals.view_urls")),
 ]

@@ -14,6 +14,7 @@ import secrets
 from functools import lru_cache
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.staticfiles import finders
@@ -75,7 +76,7 @@ member_login_required = login_required(login_url=LOGIN_URL)
 
 
 def _device_id(request: HttpRequest) -> str:
-    """The id the browser keeps for itself (filled in by core.js); a fresh one if it sent none."""
+    """The id the browser keeps for itself (page.js fills the forms in); a fresh one if it sent none."""
     device_id = (request.POST.get("device_id") or "").strip()[:128]
     return device_id or f"web-{secrets.token_hex(8)}"
 
@@ -276,27 +277,24 @@ def session_catalog(request: HttpRequest, session_id: int) -> JsonResponse:
     return response
 
 
+def _static_bytes(name: str) -> bytes:
+    path = finders.find(name)
+    if not path:
+        raise RuntimeError(f"{name} is missing from the static files")
+    with open(path, "rb") as handle:
+        return handle.read()
+
+
 @lru_cache(maxsize=4)
-def _shell_version(urls: tuple[str, ...]) -> str:
-    """Changes whenever a shell file changes, so the service worker replaces its cache."""
-    digest = hashlib.sha256()
+def _worker_parts(urls: tuple[str, ...]) -> tuple[str, str]:
+    """The worker's source and a version that changes whenever a shell file changes (so the
+    browser installs the new worker and it replaces its cache)."""
+    source = _static_bytes(SERVICE_WORKER_SOURCE)
+    digest = hashlib.sha256(source)
     for name, url in zip(SHELL_ASSETS, urls, strict=True):
         digest.update(url.encode())
-        path = finders.find(name)
-        if path:
-            with open(path, "rb") as handle:
-                digest.update(handle.read())
-    digest.update(_service_worker_source().encode())
-    return digest.hexdigest()[:16]
-
-
-@lru_cache(maxsize=1)
-def _service_worker_source() -> str:
-    path = finders.find(SERVICE_WORKER_SOURCE)
-    if not path:
-        raise RuntimeError(f"{SERVICE_WORKER_SOURCE} is missing from the static files")
-    with open(path, encoding="utf-8") as handle:
-        return handle.read()
+        digest.update(_static_bytes(name))
+    return digest.hexdigest()[:16], source.decode("utf-8")
 
 
 @require_GET
@@ -306,14 +304,16 @@ def service_worker(request: HttpRequest) -> HttpResponse:
     No login needed: it holds no data, and the browser re-fetches it without asking.
     """
     urls = tuple(static(name) for name in SHELL_ASSETS)
+    # Files change under a developer's hands (DEBUG); in production they change with a deploy.
+    version, source = (_worker_parts.__wrapped__ if settings.DEBUG else _worker_parts)(urls)
     config = {
-        "version": _shell_version(urls),
+        "version": version,
         "assets": list(urls),
         "core": static("count/core.js"),
         "scope": reverse("count:runs"),
         "login": LOGIN_URL,
     }
-    body = f"self.CC_SW_CONFIG = {json.dumps(config)};\n{_service_worker_source()}"
+    body = f"self.CC_SW_CONFIG = {json.dumps(config)};\n{source}"
     response = HttpResponse(body, content_type="application/javascript; charset=utf-8")
     response["Cache-Control"] = "no-cache"
     response["Service-Worker-Allowed"] = reverse("count:runs")

@@ -68,6 +68,7 @@
     rejected: "Rejected",
     checking: "Checking",
     synced: "Synced",
+    submitted: "Done",
     error: "Not recorded",
   };
   const QUANTITY = /^\d{1,11}(\.\d{1,3})?$/;
@@ -130,18 +131,17 @@
 
   function describeItem(item) {
     const prefs = preferences();
-    return {
-      sku: item.sku,
-      name: item.name,
-      primary: item.primary || identify(item, prefs.primary_identifier),
-      secondary: item.secondary || identify(item, prefs.secondary_identifier),
-    };
+    const primary = item.primary || identify(item, prefs.primary_identifier);
+    const secondary = item.secondary || identify(item, prefs.secondary_identifier);
+    // The second identifier adds nothing when the facility chose the same one twice.
+    return { sku: item.sku, name: item.name, primary, secondary: secondary === primary ? "" : secondary };
   }
 
-  function focusScan() {
-    if (els.scanInput && !els.scanInput.disabled && document.activeElement !== els.scanInput) {
-      els.scanInput.focus({ preventScroll: true });
-    }
+  /** Back to the scan field. After an action, bring it (and the feedback under it) into view. */
+  function focusScan(reveal) {
+    if (!els.scanInput || els.scanInput.disabled) return;
+    if (document.activeElement !== els.scanInput) els.scanInput.focus({ preventScroll: true });
+    if (reveal === true) window.scrollTo({ top: 0 });
   }
 
   async function api(url, options) {
@@ -229,7 +229,7 @@
         location: line.location,
         sku: line.item,
         primary: line.primary,
-        secondary: line.secondary,
+        secondary: line.secondary === line.primary ? "" : line.secondary,
         book: Object.prototype.hasOwnProperty.call(line, "book") ? line.book : null,
         quantity: number(line.counted),
         waiting: 0,
@@ -270,10 +270,11 @@
 
   function predict(fields) {
     const prefs = preferences();
-    const item = fields.barcode ? index.barcodes.get(fields.barcode) : index.skus.get(fields.sku);
-    const described = item || (fields.sku ? null : null);
+    const item = (fields.barcode ? index.barcodes.get(fields.barcode) : index.skus.get(fields.sku)) || null;
+    // Mirrors the server's rules (counts.services.capture) so the answer shows at once, even
+    // offline; the server's status replaces it after the sync.
     if (fields.mode === "manual" && prefs.require_scan) {
-      return { outcome: "refused", reason: "This facility requires scanning; typed quantities are refused.", item: described };
+      return { outcome: "refused", reason: "This facility requires scanning; typed quantities are refused.", item };
     }
     if (!item) return { outcome: "checking", reason: "", item: null };
     if (catalog && catalog.run_type === "directed" && !index.requested.has(key(fields.location, item.sku))) {
@@ -486,7 +487,7 @@
   function renderLog() {
     if (!els.log) return;
     els.log.replaceChildren();
-    const recent = events.slice(-25).reverse();
+    const recent = events.slice(-12).reverse();
     if (!recent.length) {
       els.log.append(element("li", "empty", "No scans yet."));
       return;
@@ -842,12 +843,12 @@
       submitArmedUntil = Date.now() + 5000;
       els.submit.textContent = "Tap again to submit";
       setTimeout(() => {
-        if (Date.now() > submitArmedUntil) els.submit.textContent = "Submit count";
+        if (Date.now() > submitArmedUntil) els.submit.textContent = "Submit";
       }, 5100);
       return;
     }
     submitArmedUntil = 0;
-    els.submit.textContent = "Submit count";
+    els.submit.textContent = "Submit";
     await runSync();
     const waiting = events.filter((saved) => saved.sync === "pending").length;
     if (waiting) {
@@ -860,7 +861,7 @@
       await CC.setMeta(`state:${sessionId}`, snapshot);
       setLocation(null);
       render();
-      showFeedback("location", "Count submitted", "Thank you. You can pick another count.");
+      showFeedback("submitted", "Count submitted", "Thank you. You can pick another count.");
     } else {
       showFeedback("error", "Could not submit", (body && body.detail) || `HTTP ${response.status}`);
     }
@@ -964,7 +965,7 @@
         processing = processing.then(() =>
           record({ location: target.location, sku: target.sku, quantity, kind: "set", mode: "manual" })
         );
-        focusScan();
+        focusScan(true);
       });
       els.correctCancel.addEventListener("click", () => {
         closeCorrection();
@@ -1006,21 +1007,22 @@
         manualItem = null;
         els.manualItem.textContent = "No item chosen.";
         renderManualResults([]);
-        focusScan();
+        focusScan(true);
       });
     }
-    if (els.pause) els.pause.addEventListener("click", () => pause().finally(focusScan));
-    if (els.submit) els.submit.addEventListener("click", () => submit().finally(focusScan));
+    if (els.pause) els.pause.addEventListener("click", () => pause().finally(() => focusScan(true)));
+    if (els.submit) els.submit.addEventListener("click", () => submit().finally(() => focusScan(true)));
 
-    // The scan field keeps focus: after any tap that does not land in another field.
+    // The scan field keeps focus: after any tap that does not land in another field (buttons
+    // put focus where their action needs it, which is the scan field unless they open a form).
     document.addEventListener("pointerup", (event) => {
-      if (!event.target.closest("input, textarea, select, summary, a, [data-keep-focus]")) {
-        setTimeout(focusScan, 0);
+      if (!event.target.closest("input, textarea, select, summary, a, button, label, [data-keep-focus]")) {
+        setTimeout(() => focusScan(false), 0);
       }
     });
     document.addEventListener("focusout", () => {
       setTimeout(() => {
-        if (!document.activeElement || document.activeElement === document.body) focusScan();
+        if (!document.activeElement || document.activeElement === document.body) focusScan(false);
       }, 0);
     });
     window.addEventListener("online", () => {
@@ -1054,7 +1056,7 @@
       snapshot = await CC.getMeta(`state:${sessionId}`);
       await loadEvents();
     } catch (error) {
-      showBanner("This browser can't store scans on the device (IndexedDB is unavailable). Scans are sent only while online.", null);
+      showBanner("This browser can't store scans on this device (IndexedDB is unavailable), so it can't record them. Leave private mode or use another browser.", null);
     }
     if (snapshot || events.length) render();
     if (currentLocation) showFeedback("location", `Location ${currentLocation}`, "Scan the items here, or the next location.");
