@@ -464,6 +464,10 @@ class CaptureApi(APIView):
         extra = serializers.IntegerField()
         refused = serializers.IntegerField()
         rejected = serializers.ListField(child=serializers.DictField())
+        events = serializers.ListField(
+            child=serializers.DictField(),
+            help_text="One outcome per event sent, in order: status, duplicate, reason, item, item_name",
+        )
 
     @extend_schema(request=Input, responses={200: Output, 409: dict})
     def post(self, request: Request) -> Response:

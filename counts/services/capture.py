@@ -61,6 +61,7 @@ class CaptureResult:
     extra: int = 0
     refused: int = 0
     rejected: list[dict[str, Any]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -70,6 +71,7 @@ class CaptureResult:
             "extra": self.extra,
             "refused": self.refused,
             "rejected": self.rejected,
+            "events": self.events,
         }
 
 
@@ -197,62 +199,107 @@ def count_events_ingest(
         if session.state != SessionState.ACTIVE:
             raise SessionNotCapturing(f"session {session.pk} is {session.get_state_display().lower()}")
         run = session.run
-        if not parsed:
-            return result
-
-        locations = _resolve_locations(run.facility_id, {event.location_code for event in parsed})
-        fresh: list[_Parsed] = []
-        known_ids = set(
-            CountEvent.objects.filter(event_id__in=[event.event_id for event in parsed]).values_list(
-                "event_id", flat=True
-            )
-        )
-        for event in parsed:
-            if event.location_code not in locations:
-                result.rejected.append(
-                    {"index": event.index, "errors": {"location": f"no location {event.location_code!r} here"}}
-                )
-            elif event.event_id in known_ids:
-                result.duplicates += 1
-            else:
-                known_ids.add(event.event_id)
-                fresh.append(event)
-        result.rejected.sort(key=lambda rejection: rejection["index"])
-        if not fresh:
-            return result
-
-        rows = _classify(session, fresh, locations, actor)
-        received_at = timezone.now()
-        # ON CONFLICT DO NOTHING … RETURNING names exactly the rows stored now: an id that another
-        # session stored between our check and this insert comes back as a duplicate, not a count.
-        stored_ids = {
-            uuid.UUID(str(value))
-            for value in insert_rows(
-                CountEvent,
-                EVENT_COLUMNS,
-                ([getattr(row, column) for column in EVENT_FIELDS] + [received_at] for row in rows),
-                conflict_columns=["event_id"],
-                returning="event_id",
-            )
-        }
-        stored = [row for row in rows if row.event_id in stored_ids]
-        result.duplicates += len(rows) - len(stored)
-        result.accepted = len(stored)
-        for row in stored:
-            if row.status == EventStatus.UNMATCHED:
-                result.unmatched += 1
-            elif row.status == EventStatus.EXTRA:
-                result.extra += 1
-            elif row.status == EventStatus.REFUSED:
-                result.refused += 1
-
-        keys = {(row.location_id, row.item_id) for row in stored if row.status in COUNTING_STATUSES}
-        if keys:
-            tallies_rebuild(session=session, keys=keys, now=received_at)
-            lines_rebuild(run=run, keys=keys, now=received_at)
-        if session.last_activity_at is None or received_at - session.last_activity_at > ACTIVITY_RESOLUTION:
-            CountSession.objects.filter(pk=session.pk).update(last_activity_at=received_at)
+        stored_ids: set[uuid.UUID] = set()
+        if parsed:
+            stored_ids = _store(session, run, parsed, actor, result)
+    _describe_events(result, events, parsed, stored_ids)
     return result
+
+
+def _store(
+    session: CountSession, run: CountRun, parsed: list[_Parsed], actor: AbstractBaseUser, result: CaptureResult
+) -> set[uuid.UUID]:
+    """Store the new events of a batch and update the counts; returns the ids stored now."""
+    locations = _resolve_locations(run.facility_id, {event.location_code for event in parsed})
+    fresh: list[_Parsed] = []
+    known_ids = set(
+        CountEvent.objects.filter(event_id__in=[event.event_id for event in parsed]).values_list("event_id", flat=True)
+    )
+    for event in parsed:
+        if event.location_code not in locations:
+            result.rejected.append(
+                {"index": event.index, "errors": {"location": f"no location {event.location_code!r} here"}}
+            )
+        elif event.event_id in known_ids:
+            result.duplicates += 1
+        else:
+            known_ids.add(event.event_id)
+            fresh.append(event)
+    result.rejected.sort(key=lambda rejection: rejection["index"])
+    if not fresh:
+        return set()
+
+    rows = _classify(session, fresh, locations, actor)
+    received_at = timezone.now()
+    # ON CONFLICT DO NOTHING … RETURNING names exactly the rows stored now: an id that another
+    # session stored between our check and this insert comes back as a duplicate, not a count.
+    stored_ids = {
+        uuid.UUID(str(value))
+        for value in insert_rows(
+            CountEvent,
+            EVENT_COLUMNS,
+            ([getattr(row, column) for column in EVENT_FIELDS] + [received_at] for row in rows),
+            conflict_columns=["event_id"],
+            returning="event_id",
+        )
+    }
+    stored = [row for row in rows if row.event_id in stored_ids]
+    result.duplicates += len(rows) - len(stored)
+    result.accepted = len(stored)
+    for row in stored:
+        if row.status == EventStatus.UNMATCHED:
+            result.unmatched += 1
+        elif row.status == EventStatus.EXTRA:
+            result.extra += 1
+        elif row.status == EventStatus.REFUSED:
+            result.refused += 1
+
+    keys = {(row.location_id, row.item_id) for row in stored if row.status in COUNTING_STATUSES}
+    if keys:
+        tallies_rebuild(session=session, keys=keys, now=received_at)
+        lines_rebuild(run=run, keys=keys, now=received_at)
+    if session.last_activity_at is None or received_at - session.last_activity_at > ACTIVITY_RESOLUTION:
+        CountSession.objects.filter(pk=session.pk).update(last_activity_at=received_at)
+    return stored_ids
+
+
+def _describe_events(
+    result: CaptureResult, events: list[Any], parsed: list[_Parsed], stored_ids: set[uuid.UUID]
+) -> None:
+    """One outcome per event sent, in order, so a device can label every scan it queued.
+
+    A replayed event reports the status it was stored with the first time, marked duplicate.
+    """
+    known = {
+        event_id: (status, reason, sku, name)
+        for event_id, status, reason, sku, name in CountEvent.objects.filter(
+            event_id__in=[event.event_id for event in parsed]
+        ).values_list("event_id", "status", "refusal_reason", "item__sku", "item__name")
+    }
+    rejected = {rejection["index"]: rejection["errors"] for rejection in result.rejected}
+    by_index = {event.index: event for event in parsed}
+    seen: set[uuid.UUID] = set()
+    for index, raw in enumerate(events):
+        event = by_index.get(index)
+        if index in rejected or event is None or event.event_id not in known:
+            raw_id = raw.get("event_id") if isinstance(raw, dict) else None
+            result.events.append(
+                {"index": index, "event_id": raw_id, "status": "rejected", "errors": rejected.get(index, {})}
+            )
+            continue
+        status, reason, sku, name = known[event.event_id]
+        result.events.append(
+            {
+                "index": index,
+                "event_id": str(event.event_id),
+                "status": status,
+                "duplicate": event.event_id not in stored_ids or event.event_id in seen,
+                "reason": reason,
+                "item": sku or "",
+                "item_name": name or "",
+            }
+        )
+        seen.add(event.event_id)
 
 
 def _resolve_locations(facility_id: int, codes: set[str]) -> dict[str, Location]:

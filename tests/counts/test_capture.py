@@ -31,7 +31,12 @@ def test_same_batch_three_times_has_one_effect(associate_api, session, warehouse
 
     responses = [_post(associate_api, session, batch).json() for _ in range(3)]
 
-    assert responses[0] == {"accepted": 5, "duplicates": 0, "unmatched": 0, "extra": 0, "refused": 0, "rejected": []}
+    totals = {key: value for key, value in responses[0].items() if key != "events"}
+    assert totals == {"accepted": 5, "duplicates": 0, "unmatched": 0, "extra": 0, "refused": 0, "rejected": []}
+    assert [event["status"] for event in responses[0]["events"]] == ["matched"] * 5
+    assert not any(event["duplicate"] for event in responses[0]["events"])
+    assert all(event["duplicate"] for event in responses[2]["events"])
+    assert responses[2]["events"][0]["item"] == warehouse.barcodes[0].item.sku
     assert responses[1]["accepted"] == responses[2]["accepted"] == 0
     assert responses[1]["duplicates"] == responses[2]["duplicates"] == 5
     assert CountEvent.objects.count() == 5
@@ -45,6 +50,7 @@ def test_duplicate_ids_inside_one_batch_count_once(session, associate, warehouse
     result = count_events_ingest(session=session, actor=associate, events=[event, dict(event)])
 
     assert (result.accepted, result.duplicates) == (1, 1)
+    assert [outcome["duplicate"] for outcome in result.events] == [False, True]
 
 
 def test_set_replaces_and_later_adds_add(session, associate, warehouse):
@@ -105,6 +111,7 @@ def test_malformed_events_are_rejected_one_by_one_and_the_rest_stored(associate_
     assert "counted_at" in body["rejected"][2]["errors"]
     assert "location" in body["rejected"][3]["errors"]
     assert "counted_at" in body["rejected"][4]["errors"]
+    assert [event["status"] for event in body["events"]] == ["matched"] + ["rejected"] * 5
     assert list(CountEvent.objects.values_list("event_id", flat=True)) == [uuid.UUID(good["event_id"])]
 
 
