@@ -26,10 +26,10 @@ from accounts.scoping import request_organization
 from accounts.selectors import role_for_user
 from config.api_errors import Conflict
 from counts import selectors
-from counts.models import CountKind, CountRun, CountSession, EventMode, Identifier, RunState, SignalKind
+from counts.models import CountKind, CountRun, CountSession, EventMode, RunState, SignalKind
+from counts.selectors import session_state
 from counts.services.capture import MAX_BATCH, SessionNotCapturing, count_events_ingest
 from counts.services.planning import count_run_cancel, count_run_create, count_run_start, directed_request_add
-from counts.services.preferences import facility_count_settings_get
 from counts.services.sessions import (
     ActiveSessionExists,
     RunNotCountable,
@@ -271,74 +271,6 @@ class RunLinesApi(GenericAPIView):
 
 
 # --- sessions -------------------------------------------------------------------------------
-
-
-def _identifier(item: Item, which: str) -> str:
-    if which == Identifier.UPC:
-        barcodes = list(item.barcodes.all())
-        return barcodes[0].value if barcodes else item.sku
-    return item.name if which == Identifier.NAME else item.sku
-
-
-def session_state(session: CountSession, *, viewer: Any) -> dict[str, Any]:
-    """Everything a device needs to rebuild the session: tallies, requests, what needs attention.
-
-    While blind counting is on, associates get no book quantity anywhere in it.
-    """
-    run = session.run
-    preferences = facility_count_settings_get(facility=run.facility)
-    show_book = selectors.book_visible_to(user=viewer, facility_id=run.facility_id)
-    book = selectors.session_book_quantities(session=session) if show_book else {}
-    lines = []
-    for tally in selectors.session_tallies(session=session):
-        line = {
-            "location": tally.location.code,
-            "item": tally.item.sku,
-            "item_name": tally.item.name,
-            "primary": _identifier(tally.item, preferences.primary_identifier),
-            "secondary": _identifier(tally.item, preferences.secondary_identifier),
-            "counted": str(tally.quantity),
-        }
-        if show_book:
-            line["book"] = str(book.get((tally.location_id, tally.item_id), ""))
-        lines.append(line)
-    attention = [
-        {
-            "event_id": str(event.event_id),
-            "status": event.status,
-            "location": event.location.code,
-            "barcode": event.barcode,
-            "sku": event.sku,
-            "quantity": str(event.quantity),
-            "reason": event.refusal_reason,
-            "counted_at": event.counted_at.isoformat(),
-        }
-        for event in selectors.session_attention_events(session=session)
-    ]
-    return {
-        "id": session.pk,
-        "run": run.pk,
-        "run_name": run.name,
-        "run_type": run.kind,
-        "facility": run.facility.code,
-        "state": session.state,
-        "device_id": session.device_id,
-        "user": session.user.username,
-        "is_recount": session.is_recount,
-        "started_at": session.started_at.isoformat(),
-        "submitted_at": session.submitted_at.isoformat() if session.submitted_at else None,
-        "blind": not show_book,
-        "preferences": {
-            "primary_identifier": preferences.primary_identifier,
-            "secondary_identifier": preferences.secondary_identifier,
-            "require_scan": preferences.require_scan,
-            "barcode_format": preferences.barcode_format,
-        },
-        "lines": lines,
-        "requests": selectors.session_requests(session=session) if run.kind == CountKind.DIRECTED else [],
-        "events": selectors.session_event_summary(session=session),
-        "attention": attention,
-    }
 
 
 def _session_for(request: Request, session_id: int) -> CountSession:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import (
     Case,
@@ -31,9 +33,10 @@ from counts.models import (
     CountSession,
     EventStatus,
     FacilityCountSettings,
+    Identifier,
     SessionTally,
 )
-from inventory.models import InventoryBalance, ItemBarcode
+from inventory.models import Facility, InventoryBalance, Item, ItemBarcode
 
 
 def run_scope_balances(*, run: CountRun) -> QuerySet[InventoryBalance]:
@@ -127,6 +130,12 @@ def run_get(*, organization: Organization | None, run_id: int) -> CountRun:
     )
 
 
+def facility_count_settings_get(*, facility: Facility) -> FacilityCountSettings:
+    """The facility's settings; the defaults apply (unsaved) until a manager saves some."""
+    found = FacilityCountSettings.objects.filter(facility=facility).first()
+    return found or FacilityCountSettings(organization_id=facility.organization_id, facility=facility)
+
+
 def book_visible_to(*, user: AbstractBaseUser, facility_id: int) -> bool:
     """Blind counts are enforced here: associates never see book quantities while it is on."""
     if role_for_user(user) != Role.ASSOCIATE:
@@ -199,3 +208,71 @@ def run_lines(*, run: CountRun, ordering: str = "name") -> QuerySet[CountLine]:
     if ordering == "location":
         return lines.order_by("location__code", "item__name")
     return lines.order_by("item__name", "location__code")
+
+
+def _identifier(item: Item, which: str) -> str:
+    if which == Identifier.UPC:
+        barcodes = list(item.barcodes.all())
+        return barcodes[0].value if barcodes else item.sku
+    return item.name if which == Identifier.NAME else item.sku
+
+
+def session_state(session: CountSession, *, viewer: Any) -> dict[str, Any]:
+    """Everything a device needs to rebuild the session: tallies, requests, what needs attention.
+
+    While blind counting is on, associates get no book quantity anywhere in it.
+    """
+    run = session.run
+    preferences = facility_count_settings_get(facility=run.facility)
+    show_book = book_visible_to(user=viewer, facility_id=run.facility_id)
+    book = session_book_quantities(session=session) if show_book else {}
+    lines = []
+    for tally in session_tallies(session=session):
+        line = {
+            "location": tally.location.code,
+            "item": tally.item.sku,
+            "item_name": tally.item.name,
+            "primary": _identifier(tally.item, preferences.primary_identifier),
+            "secondary": _identifier(tally.item, preferences.secondary_identifier),
+            "counted": str(tally.quantity),
+        }
+        if show_book:
+            line["book"] = str(book.get((tally.location_id, tally.item_id), ""))
+        lines.append(line)
+    attention = [
+        {
+            "event_id": str(event.event_id),
+            "status": event.status,
+            "location": event.location.code,
+            "barcode": event.barcode,
+            "sku": event.sku,
+            "quantity": str(event.quantity),
+            "reason": event.refusal_reason,
+            "counted_at": event.counted_at.isoformat(),
+        }
+        for event in session_attention_events(session=session)
+    ]
+    return {
+        "id": session.pk,
+        "run": run.pk,
+        "run_name": run.name,
+        "run_type": run.kind,
+        "facility": run.facility.code,
+        "state": session.state,
+        "device_id": session.device_id,
+        "user": session.user.username,
+        "is_recount": session.is_recount,
+        "started_at": session.started_at.isoformat(),
+        "submitted_at": session.submitted_at.isoformat() if session.submitted_at else None,
+        "blind": not show_book,
+        "preferences": {
+            "primary_identifier": preferences.primary_identifier,
+            "secondary_identifier": preferences.secondary_identifier,
+            "require_scan": preferences.require_scan,
+            "barcode_format": preferences.barcode_format,
+        },
+        "lines": lines,
+        "requests": session_requests(session=session) if run.kind == CountKind.DIRECTED else [],
+        "events": session_event_summary(session=session),
+        "attention": attention,
+    }

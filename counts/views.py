@@ -31,7 +31,6 @@ from accounts.roles import Role
 from accounts.scoping import request_organization
 from accounts.selectors import role_for_user
 from counts import selectors
-from counts.apis import session_state
 from counts.models import (
     CountKind,
     CountRequest,
@@ -42,7 +41,7 @@ from counts.models import (
     SessionState,
     SessionTally,
 )
-from counts.services.preferences import facility_count_settings_get
+from counts.selectors import facility_count_settings_get, session_state
 from counts.services.sessions import (
     ActiveSessionExists,
     RunNotCountable,

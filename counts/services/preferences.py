@@ -24,12 +24,6 @@ EDITABLE_FIELDS = (
 )
 
 
-def facility_count_settings_get(*, facility: Facility) -> FacilityCountSettings:
-    """The facility's settings; the defaults apply (unsaved) until a manager saves some."""
-    found = FacilityCountSettings.objects.filter(facility=facility).first()
-    return found or FacilityCountSettings(organization_id=facility.organization_id, facility=facility)
-
-
 @transaction.atomic
 def facility_count_settings_update(
     *, facility: Facility, actor: AbstractBaseUser | None, changes: dict[str, Any]
