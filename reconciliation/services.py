@@ -184,19 +184,33 @@ WHERE run_id = %(run)s AND created_at = %(now)s AND state = 'approved'
 
 
 def _supersede_recounted(*, run: CountRun, actor: AbstractBaseUser | None, now: datetime) -> int:
-    """Retire current variances whose line was recounted since; their open proposals are superseded."""
-    stale = list(
+    """Retire current variances whose line was recounted since, when nothing was decided on them.
+
+    Only variances still open are replaced — no difference, a recount request, or a proposal
+    nobody has decided. An adjustment already approved (by a person or a guardrail) stands:
+    replacing it would post the difference twice.
+    """
+    candidates = list(
         Variance.objects.filter(run=run, superseded_at__isnull=True)
         .exclude(routing=Routing.AUTO)
         .select_related("line")
         .only("pk", "counted_quantity", "routing", "line__counted_quantity")
     )
-    stale = [variance for variance in stale if variance.line.counted_quantity != variance.counted_quantity]
-    if not stale:
+    changed = [variance for variance in candidates if variance.line.counted_quantity != variance.counted_quantity]
+    if not changed:
         return 0
-    for proposal in ProposedAction.objects.select_for_update().filter(
-        variance__in=stale, state__in=OPEN_PROPOSAL_STATES
-    ).order_by("pk"):
+    open_proposals = list(
+        ProposedAction.objects.select_for_update()
+        .filter(variance__in=changed, state__in=OPEN_PROPOSAL_STATES)
+        .order_by("pk")
+    )
+    decided = set(
+        ProposedAction.objects.filter(variance__in=changed)
+        .exclude(state__in=OPEN_PROPOSAL_STATES)
+        .values_list("variance_id", flat=True)
+    )
+    stale = [variance for variance in changed if variance.pk not in decided]
+    for proposal in open_proposals:
         proposal.supersede()
         proposal.decided_at = now
         proposal._history_user = actor

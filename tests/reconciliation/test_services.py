@@ -180,3 +180,27 @@ def test_a_recount_supersedes_the_open_proposal(lines, manager):
     current = Variance.objects.get(line=line, superseded_at__isnull=True)
     assert current.routing == Routing.NONE
     assert Variance.objects.filter(line=line).count() == 2
+
+
+def test_a_recount_never_replaces_an_approved_adjustment(lines, manager, organization):
+    from approvals.services import DecisionInput, proposal_decide
+    from reconciliation.services import root_causes_ensure
+
+    root_causes_ensure(organization=organization)
+    line = lines.line(book="10", counted="4", cost="5.00")
+    run_reconcile(run=lines.run, actor=manager)
+    approved = proposal_decide(
+        proposal=ProposedAction.objects.get(),
+        actor=manager,
+        decision=DecisionInput(decision="approve", reason_code="CORRECTION_AFTER_REVIEW", root_cause="miscount"),
+    )
+
+    line.counted_quantity = Decimal("6")
+    line.save()
+    result = run_reconcile(run=lines.run, actor=manager)
+
+    approved.refresh_from_db()
+    assert approved.state == ProposalState.APPROVED
+    assert result.superseded == 0
+    assert ProposedAction.objects.count() == 1
+    assert PendingPush.objects.count() == 1
