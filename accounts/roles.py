@@ -25,19 +25,35 @@ _VIEW_COUNTS = tuple(f"counts.view_{model}" for model in _COUNT_MODELS)
 _PLAN_COUNTS = ("counts.change_countrun", "counts.add_columnmapping", "counts.change_columnmapping",
                 "counts.delete_columnmapping")  # fmt: skip
 _SET_PREFERENCES = ("counts.add_facilitycountsettings", "counts.change_facilitycountsettings")
+# The approval surface (admin and /proposed-actions/): managers, finance and admins. The change
+# permission only unlocks the admin's bulk actions; the proposal form itself stays read-only.
+_REVIEW_PROPOSALS = ("approvals.view_proposedaction", "approvals.change_proposedaction", "approvals.view_approval",
+                     "reconciliation.view_variance", "reconciliation.view_guardrail",
+                     "reconciliation.view_rootcause")  # fmt: skip
+# The organization's rules: guardrails (versioned by reconciliation.guardrails) and root causes.
+_EDIT_RULES = ("reconciliation.change_guardrail", "reconciliation.add_rootcause", "reconciliation.change_rootcause")
 
 # Permission codenames ("app_label.codename") granted to each role's group. Later issues add
 # their models here; the group is re-synced on every migrate.
 ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
     Role.ASSOCIATE: _VIEW_MIRROR,
     Role.PLANNER: (*_VIEW_MIRROR, *_VIEW_COUNTS, *_PLAN_COUNTS),
-    Role.MANAGER: (*_VIEW_MIRROR, *_VIEW_COUNTS, *_PLAN_COUNTS, *_SET_PREFERENCES, "accounts.view_membership"),
-    Role.FINANCE: (*_VIEW_MIRROR, *_VIEW_COUNTS),
+    Role.MANAGER: (
+        *_VIEW_MIRROR,
+        *_VIEW_COUNTS,
+        *_PLAN_COUNTS,
+        *_SET_PREFERENCES,
+        "accounts.view_membership",
+        *_REVIEW_PROPOSALS,
+    ),
+    Role.FINANCE: (*_VIEW_MIRROR, *_VIEW_COUNTS, *_REVIEW_PROPOSALS),
     Role.ADMIN: (
         *_VIEW_MIRROR,
         *_VIEW_COUNTS,
         *_PLAN_COUNTS,
         *_SET_PREFERENCES,
+        *_REVIEW_PROPOSALS,
+        *_EDIT_RULES,
         "django_celery_beat.view_periodictask",
         "django_celery_beat.change_periodictask",
         "django_celery_beat.view_crontabschedule",
