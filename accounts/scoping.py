@@ -9,6 +9,7 @@ from typing import Any
 
 from django.contrib import admin
 from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
 from django.db import models
 from django.http import Http404, HttpRequest
 from rest_framework.request import Request
@@ -63,6 +64,10 @@ class OrganizationScopedAdminMixin:
         self, request: HttpRequest, object_id: str, version_id: str, extra_context: Any = None
     ) -> Any:
         self._require_visible(request, object_id)
+        # simple-history's "revert" saves on POST after checking only the view permission; a
+        # revert is a change and needs the change permission on the object.
+        if request.method == "POST" and not self.has_change_permission(request, self.get_object(request, object_id)):
+            raise PermissionDenied
         return super().history_form_view(request, object_id, version_id, extra_context)
 
     def formfield_for_foreignkey(self, db_field: models.ForeignKey, request: HttpRequest, **kwargs: Any) -> Any:

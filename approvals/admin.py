@@ -29,7 +29,6 @@ from approvals.models import Approval, Decision, ProposalState, ProposedAction
 from approvals.services import DecisionInput, proposals_decide_bulk, value_band
 from approvals.views import LineCounters, line_counters, line_key, money_text, percent_text, quantity_text
 from counts.models import CountEvent
-from reconciliation.admin import RevertNeedsChangeMixin
 from reconciliation.models import DecisionReason, RootCause, Variance
 
 # --- Filters ---------------------------------------------------------------------------------
@@ -153,7 +152,7 @@ ADJUSTMENT_FIELDS = [
 
 
 @admin.register(ProposedAction)
-class ProposedActionAdmin(RevertNeedsChangeMixin, OrganizationScopedAdminMixin, SimpleHistoryAdmin):
+class ProposedActionAdmin(OrganizationScopedAdminMixin, SimpleHistoryAdmin):
     list_display = [
         "item_column", "location_column", "facility_column", "book", "counted", "units", "percent", "value",
         "value_abs_column", "counted_by", "state",

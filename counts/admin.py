@@ -53,7 +53,7 @@ class CountRunAdmin(OrganizationScopedAdminMixin, ReadOnlyAdminMixin, SimpleHist
     list_display = [
         "name", "facility", "kind", "created_at", "due_at", "state", "progress", "lines_counted", "lines_in_scope",
     ]  # fmt: skip
-    list_filter = ["kind", "state", "facility", "source"]
+    list_filter = ["kind", "state", ("facility", admin.RelatedOnlyFieldListFilter), "source"]
     search_fields = ["name", "facility__code", "facility__name"]
     list_select_related = ["facility"]
     date_hierarchy = "created_at"
@@ -110,7 +110,7 @@ class CountRunAdmin(OrganizationScopedAdminMixin, ReadOnlyAdminMixin, SimpleHist
 @admin.register(CountSession)
 class CountSessionAdmin(OrganizationScopedAdminMixin, ReadOnlyAdminMixin, SimpleHistoryAdmin):
     list_display = ["pk", "run", "user", "state", "device_id", "is_recount", "started_at", "submitted_at"]
-    list_filter = ["state", "is_recount", "run__facility"]
+    list_filter = ["state", "is_recount", ("run__facility", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["run__name", "user__username", "device_id"]
     list_select_related = ["run", "user"]
 
@@ -123,7 +123,7 @@ class CountEventAdmin(OrganizationScopedAdminMixin, ReadOnlyAdminMixin, admin.Mo
         "counted_at", "run", "user", "location", "item", "barcode", "sku", "kind", "quantity", "mode", "status",
         "refusal_reason",
     ]  # fmt: skip
-    list_filter = ["status", "mode", "kind", "run__facility"]
+    list_filter = ["status", "mode", "kind", ("run__facility", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["=event_id", "barcode", "sku", "run__name", "user__username", "location__code"]
     list_select_related = ["run", "user", "location", "item"]
     date_hierarchy = "counted_at"
@@ -132,7 +132,7 @@ class CountEventAdmin(OrganizationScopedAdminMixin, ReadOnlyAdminMixin, admin.Mo
 @admin.register(CountLine)
 class CountLineAdmin(OrganizationScopedAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["run", "location", "item", "counted_quantity", "book_quantity", "is_extra", "last_counted_at"]
-    list_filter = ["is_extra", "run__facility", "run__kind"]
+    list_filter = ["is_extra", ("run__facility", admin.RelatedOnlyFieldListFilter), "run__kind"]
     search_fields = ["run__name", "item__sku", "item__name", "location__code"]
     list_select_related = ["run", "location", "item"]
 

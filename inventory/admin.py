@@ -42,7 +42,7 @@ class FacilityAdmin(OrganizationScopedAdminMixin, SimpleHistoryAdmin):
 @admin.register(Zone)
 class ZoneAdmin(MirrorAdmin):
     list_display = ["code", "name", "facility"]
-    list_filter = ["facility"]
+    list_filter = [("facility", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["code", "name"]
     list_select_related = ["facility"]
 
@@ -50,7 +50,7 @@ class ZoneAdmin(MirrorAdmin):
 @admin.register(Location)
 class LocationAdmin(MirrorAdmin):
     list_display = ["code", "barcode", "zone", "facility"]
-    list_filter = ["facility", "zone__code"]
+    list_filter = [("facility", admin.RelatedOnlyFieldListFilter), ("zone", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["code", "barcode"]
     list_select_related = ["facility", "zone", "zone__facility"]
 
@@ -87,7 +87,12 @@ class ItemBarcodeAdmin(MirrorAdmin):
 @admin.register(InventoryBalance)
 class InventoryBalanceAdmin(MirrorAdmin):
     list_display = ["item", "location", "on_hand", "reserved", "available", "synced_at"]
-    list_filter = ["location__facility", "location__zone__code", "item__abc_class", "synced_at"]
+    list_filter = [
+        ("location__facility", admin.RelatedOnlyFieldListFilter),
+        ("location__zone", admin.RelatedOnlyFieldListFilter),
+        "item__abc_class",
+        "synced_at",
+    ]
     search_fields = ["item__sku", "item__name", "location__code"]
     list_select_related = ["item", "location"]
     date_hierarchy = "synced_at"

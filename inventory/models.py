@@ -56,7 +56,8 @@ class Zone(OrganizationOwned):
         constraints = [models.UniqueConstraint(fields=["facility", "code"], name="zone_code_unique")]
 
     def __str__(self) -> str:
-        return f"{self.facility.code}/{self.code}"
+        # Not "facility/code": filters list zones by str(), and that would load each facility.
+        return self.code
 
 
 class Location(OrganizationOwned):

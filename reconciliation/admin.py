@@ -11,9 +11,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin
-from django.contrib.admin.utils import unquote
-from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest
 from simple_history.admin import SimpleHistoryAdmin
 
 from accounts.models import Organization
@@ -23,22 +21,6 @@ from reconciliation.models import Guardrail, RootCause, Variance
 
 # A root cause whose whole point is the explanation cannot be chosen without one.
 NOTE_REQUIRED_CODES = frozenset({"other"})
-
-
-class RevertNeedsChangeMixin:
-    """simple-history's "revert to this version" saves on POST after checking only the view (or
-    history) permission; a revert is a change, so here it needs the change permission on the
-    object. (Every SimpleHistoryAdmin has the gap; this belongs in OrganizationScopedAdminMixin.)
-    """
-
-    def history_form_view(
-        self, request: HttpRequest, object_id: str, version_id: str, extra_context: Any = None
-    ) -> HttpResponse:
-        if request.method == "POST":
-            current = self.get_object(request, unquote(object_id))  # scoped: another tenant's is a 404
-            if not self.has_change_permission(request, current):
-                raise PermissionDenied
-        return super().history_form_view(request, object_id, version_id, extra_context)
 
 
 class GuardrailForm(forms.ModelForm):
@@ -56,7 +38,7 @@ class GuardrailForm(forms.ModelForm):
 
 
 @admin.register(Guardrail)
-class GuardrailAdmin(RevertNeedsChangeMixin, OrganizationScopedAdminMixin, SimpleHistoryAdmin):
+class GuardrailAdmin(OrganizationScopedAdminMixin, SimpleHistoryAdmin):
     """Thresholds; guardrails are created on first use (the default) so there is nothing to add here."""
 
     form = GuardrailForm
@@ -111,7 +93,7 @@ class RootCauseForm(forms.ModelForm):
 
 
 @admin.register(RootCause)
-class RootCauseAdmin(RevertNeedsChangeMixin, OrganizationScopedAdminMixin, SimpleHistoryAdmin):
+class RootCauseAdmin(OrganizationScopedAdminMixin, SimpleHistoryAdmin):
     """Admins add, relabel and deactivate root causes; deactivated ones stay on past decisions."""
 
     form = RootCauseForm

@@ -103,3 +103,20 @@ def test_admin_user_list_holds_only_own_people(client, organization, other_organ
 
     assert "our-associate" in page
     assert "their-associate" not in page
+
+
+def test_reverting_history_needs_the_change_permission(client, organization, manager):
+    from accounts.models import Membership
+    from accounts.services import membership_grant
+
+    associate = member(organization, Role.ASSOCIATE, username="promoted-later")
+    membership_grant(user=associate, organization=organization, role=Role.MANAGER)
+    membership = Membership.objects.get(user=associate)
+    first = membership.history.order_by("history_date").first()
+    client.force_login(manager)  # managers may view memberships, not change them
+
+    response = client.post(reverse("admin:accounts_membership_simple_history", args=[membership.pk, first.history_id]))
+
+    assert response.status_code == 403
+    membership.refresh_from_db()
+    assert membership.role == Role.MANAGER
