@@ -11,6 +11,7 @@ from datetime import datetime
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from accounts.models import Organization
@@ -70,7 +71,12 @@ class ReconcileResult:
     superseded: int
 
 
+# `done` is materialised so the planner never re-scans the table this statement is writing
+# for every line (a nested-loop anti join it picks when the table was analysed while empty).
 _CALC = """
+done AS MATERIALIZED (
+    SELECT line_id FROM reconciliation_variance WHERE run_id = %(run)s AND superseded_at IS NULL
+),
 calc AS (
     SELECT l.id AS line_id, l.organization_id, l.run_id, l.item_id, l.location_id,
            l.counted_quantity, l.book_quantity AS book_at_count, COALESCE(b.on_hand, 0) AS book_current,
@@ -88,9 +94,7 @@ calc AS (
     JOIN inventory_item i ON i.id = l.item_id
     LEFT JOIN inventory_inventorybalance b ON b.item_id = l.item_id AND b.location_id = l.location_id
     WHERE l.run_id = %(run)s AND l.is_extra = FALSE
-      AND NOT EXISTS (
-          SELECT 1 FROM reconciliation_variance v WHERE v.line_id = l.id AND v.superseded_at IS NULL
-      )
+      AND NOT EXISTS (SELECT 1 FROM done WHERE done.line_id = l.id)
 )"""
 
 # Thresholds are cast because SQLite receives Decimal parameters as text, which would compare
@@ -190,13 +194,13 @@ def _supersede_recounted(*, run: CountRun, actor: AbstractBaseUser | None, now: 
     nobody has decided. An adjustment already approved (by a person or a guardrail) stands:
     replacing it would post the difference twice.
     """
-    candidates = list(
+    # Compared in SQL: a re-run over a million reconciled lines must not load them into Python.
+    changed = list(
         Variance.objects.filter(run=run, superseded_at__isnull=True)
         .exclude(routing=Routing.AUTO)
-        .select_related("line")
-        .only("pk", "counted_quantity", "routing", "line__counted_quantity")
+        .exclude(counted_quantity=F("line__counted_quantity"))
+        .values_list("pk", flat=True)
     )
-    changed = [variance for variance in candidates if variance.line.counted_quantity != variance.counted_quantity]
     if not changed:
         return 0
     open_proposals = list(
@@ -209,14 +213,14 @@ def _supersede_recounted(*, run: CountRun, actor: AbstractBaseUser | None, now: 
         .exclude(state__in=OPEN_PROPOSAL_STATES)
         .values_list("variance_id", flat=True)
     )
-    stale = [variance for variance in changed if variance.pk not in decided]
+    stale = [variance_id for variance_id in changed if variance_id not in decided]
     for proposal in open_proposals:
         proposal.supersede()
         proposal.decided_at = now
         proposal._history_user = actor
         proposal._change_reason = "superseded by a recount"
         proposal.save()
-    Variance.objects.filter(pk__in=[variance.pk for variance in stale]).update(superseded_at=now)
+    Variance.objects.filter(pk__in=stale).update(superseded_at=now)
     return len(stale)
 
 
