@@ -39,7 +39,7 @@ from counts.models import (
     SignalKind,
 )
 from counts.services.capture import MAX_BATCH, count_events_ingest
-from counts.services.planning import directed_request_add
+from counts.services.planning import directed_requests_add
 from counts.services.sessions import count_session_submit
 from inventory.models import Facility, Item, Location
 from reconciliation.models import Routing, Variance
@@ -225,7 +225,7 @@ def uncounted_recount(*, run: CountRun, actor: AbstractBaseUser, keys: set[tuple
     is left as it is (nothing is posted for those items). Audited when something was requested.
     """
     # Facility before run, the order facility_time_zone_change takes them in; the facility lock
-    # (the one directed_request_add takes) also makes the "already requested" read and the
+    # (the one directed_requests_add takes) also makes the "already requested" read and the
     # requests one step.
     Facility.objects.select_for_update().get(pk=run.facility_id)
     run = _review_run_locked(run)
@@ -238,19 +238,14 @@ def uncounted_recount(*, run: CountRun, actor: AbstractBaseUser, keys: set[tuple
     items = Item.objects.in_bulk({row["item_id"] for row in pending})
     locations = Location.objects.in_bulk({row["location_id"] for row in pending})
     note = f"uncounted in run {run.pk} ({run.name})"
-    # Per key on purpose: directed_request_add owns the choice of the open run and deduplication.
-    results = [
-        directed_request_add(
-            organization=run.organization,
-            item=items[row["item_id"]],
-            location=locations[row["location_id"]],
-            reason=SignalKind.PLANNED,
-            actor=actor,
-            note=note,
-        )
-        for row in pending
-    ]
-    follow_up = results[-1].run
+    follow_up = directed_requests_add(
+        organization=run.organization,
+        facility=run.facility,
+        pairs=[(items[row["item_id"]], locations[row["location_id"]]) for row in pending],
+        reason=SignalKind.PLANNED,
+        actor=actor,
+        note=note,
+    ).run
     audit_log_write(
         organization_id=run.organization_id,
         tag="uncounted_recount_requested",
@@ -531,7 +526,7 @@ def watchlist_flag(*, run: CountRun, actor: AbstractBaseUser | None) -> Watchlis
     """Send the run's item × locations that are on the watchlist to a directed recount.
 
     Guarantees: each becomes a `recurring_variance` request in the facility's open directed run
-    (opened if none is), through directed_request_add; one already requested in an open directed
+    (opened if none is), through directed_requests_add; one already requested in an open directed
     run is left alone, so flagging twice changes nothing. Audited when something was flagged.
     """
     # Facility before run, as in uncounted_recount.
@@ -544,18 +539,14 @@ def watchlist_flag(*, run: CountRun, actor: AbstractBaseUser | None) -> Watchlis
         return WatchlistFlagResult(flagged=[], already_requested=already, directed_run=None)
     items = Item.objects.in_bulk({entry.item_id for entry in pending})
     locations = Location.objects.in_bulk({entry.location_id for entry in pending})
-    results = [
-        directed_request_add(
-            organization=run.organization,
-            item=items[entry.item_id],
-            location=locations[entry.location_id],
-            reason=SignalKind.RECURRING_VARIANCE,
-            actor=actor,
-            note=f"variance beyond tolerance in {entry.hits} of the last {entry.counts} counts",
-        )
-        for entry in pending
-    ]
-    directed_run = results[-1].run
+    directed_run = directed_requests_add(
+        organization=run.organization,
+        facility=run.facility,
+        pairs=[(items[entry.item_id], locations[entry.location_id]) for entry in pending],
+        reason=SignalKind.RECURRING_VARIANCE,
+        actor=actor,
+        note="variance beyond tolerance in recent counts",
+    ).run
     audit_log_write(
         organization_id=run.organization_id,
         tag="watchlist_flagged",

@@ -10,6 +10,7 @@ from decimal import Decimal
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 from simple_history.utils import bulk_update_with_history
 
@@ -171,7 +172,98 @@ class DirectedRequestResult:
     run_created: bool
 
 
+@dataclass(frozen=True)
+class DirectedRequestsResult:
+    run: CountRun
+    created: set[tuple[int, int]]
+    run_created: bool
+
+
+def _open_directed_run(
+    *, organization: Organization, facility: Facility, actor: AbstractBaseUser | None
+) -> tuple[CountRun, bool]:
+    run = (
+        CountRun.objects.filter(facility=facility, kind=CountKind.DIRECTED, state__in=OPEN_RUN_STATES)
+        .order_by("created_at", "pk")
+        .first()
+    )
+    if run is not None:
+        return run, False
+    today = timezone.localdate(timezone=facility.zone_info)
+    base_name = f"Directed {facility.code} {today.isoformat()}"
+    taken = set(CountRun.objects.filter(facility=facility, name__startswith=base_name).values_list("name", flat=True))
+    name = base_name if base_name not in taken else f"{base_name} #{len(taken) + 1}"
+    run = count_run_create(
+        organization=organization,
+        facility=facility,
+        name=name,
+        kind=CountKind.DIRECTED,
+        source=RunSource.SIGNAL,
+        actor=actor,
+        start_date_local=today,
+    )
+    return run, True
+
+
 @transaction.atomic
+def directed_requests_add(
+    *,
+    organization: Organization,
+    facility: Facility,
+    pairs: list[tuple[Item, Location]],
+    reason: str,
+    actor: AbstractBaseUser | None,
+    expected: Decimal | None = None,
+    found: Decimal | None = None,
+    note: str = "",
+) -> DirectedRequestsResult:
+    """Add item × location pairs to the facility's open directed run, creating the run if none is open.
+
+    Signals repeat (every short pick of the same bin); a repeat only raises the request's
+    signal count. The facility row is locked first so two callers can't open two runs. A few
+    queries whatever the number of pairs.
+    """
+    items = [item for item, _ in pairs]
+    locations = [location for _, location in pairs]
+    _check_same_organization(organization, [facility], items, locations)
+    if any(location.facility_id != facility.pk for location in locations):
+        raise ValidationError({"location": "every location must be in the facility"})
+    if reason not in SignalKind.values:
+        raise ValidationError({"kind": f"unknown signal kind {reason!r}"})
+    facility = Facility.objects.select_for_update().get(pk=facility.pk)
+    run, run_created = _open_directed_run(organization=organization, facility=facility, actor=actor)
+    keys = {(item.pk, location.pk) for item, location in pairs}
+    existing = (
+        set(
+            CountRequest.objects.filter(
+                run=run, item_id__in={key[0] for key in keys}, location_id__in={key[1] for key in keys}
+            ).values_list("item_id", "location_id")
+        )
+        & keys
+    )
+    created = keys - existing
+    CountRequest.objects.bulk_create(
+        [
+            CountRequest(
+                organization=organization,
+                run=run,
+                item_id=item_id,
+                location_id=location_id,
+                reason=reason,
+                expected=expected,
+                found=found,
+                note=note,
+            )
+            for item_id, location_id in sorted(created)
+        ]
+    )
+    for item_id, location_id in sorted(existing):
+        CountRequest.objects.filter(run=run, item_id=item_id, location_id=location_id).update(
+            signal_count=F("signal_count") + 1
+        )
+    return DirectedRequestsResult(run=run, created=created, run_created=run_created)
+
+
 def directed_request_add(
     *,
     organization: Organization,
@@ -183,50 +275,16 @@ def directed_request_add(
     found: Decimal | None = None,
     note: str = "",
 ) -> DirectedRequestResult:
-    """Add item × location to the facility's open directed run, creating the run if none is open.
-
-    Signals repeat (every short pick of the same bin); a repeat only raises the request's
-    signal count. The facility row is locked first so two signals can't open two runs.
-    """
-    _check_same_organization(organization, [item, location])
-    if reason not in SignalKind.values:
-        raise ValidationError({"kind": f"unknown signal kind {reason!r}"})
-    facility = Facility.objects.select_for_update().get(pk=location.facility_id)
-    run = (
-        CountRun.objects.filter(facility=facility, kind=CountKind.DIRECTED, state__in=OPEN_RUN_STATES)
-        .order_by("created_at", "pk")
-        .first()
+    """One item × location for the facility's open directed run (see `directed_requests_add`)."""
+    _check_same_organization(organization, [location])
+    result = directed_requests_add(
+        organization=organization,
+        facility=Facility.objects.get(pk=location.facility_id),
+        pairs=[(item, location)],
+        reason=reason,
+        actor=actor,
+        expected=expected,
+        found=found,
+        note=note,
     )
-    run_created = run is None
-    if run is None:
-        today = timezone.localdate(timezone=facility.zone_info)
-        base_name = f"Directed {facility.code} {today.isoformat()}"
-        taken = set(
-            CountRun.objects.filter(facility=facility, name__startswith=base_name).values_list("name", flat=True)
-        )
-        name = base_name if base_name not in taken else f"{base_name} #{len(taken) + 1}"
-        run = count_run_create(
-            organization=organization,
-            facility=facility,
-            name=name,
-            kind=CountKind.DIRECTED,
-            source=RunSource.SIGNAL,
-            actor=actor,
-            start_date_local=today,
-        )
-    request, created = CountRequest.objects.get_or_create(
-        run=run,
-        item=item,
-        location=location,
-        defaults={
-            "organization": organization,
-            "reason": reason,
-            "expected": expected,
-            "found": found,
-            "note": note,
-        },
-    )
-    if not created:
-        request.signal_count += 1
-        request.save(update_fields=["signal_count"])
-    return DirectedRequestResult(run=run, created=created, run_created=run_created)
+    return DirectedRequestResult(run=result.run, created=bool(result.created), run_created=result.run_created)
