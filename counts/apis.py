@@ -289,11 +289,7 @@ class SessionListApi(APIView):
     def post(self, request: Request) -> Response:
         data = validated(self.Input, request.data)
         run = _run_for(request, data["run"])
-        if (
-            run.assignees.exists()
-            and not run.assignees.filter(pk=request.user.pk).exists()
-            and (role_for_user(request.user) == Role.ASSOCIATE)
-        ):
+        if not selectors.may_count_run(user=request.user, run=run):
             raise PermissionDenied("This run is assigned to other associates.")
         try:
             with service_errors():

@@ -136,6 +136,13 @@ def facility_count_settings_get(*, facility: Facility) -> FacilityCountSettings:
     return found or FacilityCountSettings(organization_id=facility.organization_id, facility=facility)
 
 
+def may_count_run(*, user: AbstractBaseUser, run: CountRun) -> bool:
+    """A run assigned to some associates is theirs alone; other roles may count any run."""
+    if role_for_user(user) != Role.ASSOCIATE:
+        return True
+    return not run.assignees.exists() or run.assignees.filter(pk=user.pk).exists()
+
+
 def book_visible_to(*, user: AbstractBaseUser, facility_id: int) -> bool:
     """Blind counts are enforced here: associates never see book quantities while it is on."""
     if role_for_user(user) != Role.ASSOCIATE:

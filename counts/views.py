@@ -27,9 +27,7 @@ from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
-from accounts.roles import Role
 from accounts.scoping import request_organization
-from accounts.selectors import role_for_user
 from counts import selectors
 from counts.models import (
     CountKind,
@@ -86,13 +84,6 @@ def _own_session(request: HttpRequest, session_id: int) -> CountSession:
     return get_object_or_404(sessions.filter(user=request.user), pk=session_id)
 
 
-def _may_count(user: Any, run: CountRun) -> bool:
-    """Runs assigned to some associates are theirs; other roles may count any run."""
-    if role_for_user(user) != Role.ASSOCIATE:
-        return True
-    return not run.assignees.exists() or run.assignees.filter(pk=user.pk).exists()
-
-
 @never_cache
 @member_login_required
 @require_GET
@@ -126,7 +117,7 @@ def run_start(request: HttpRequest, run_id: int) -> HttpResponse:
         run = selectors.run_get(organization=request_organization(request), run_id=run_id)
     except CountRun.DoesNotExist:
         raise Http404("No such run.") from None
-    if not _may_count(request.user, run):
+    if not selectors.may_count_run(user=request.user, run=run):
         raise PermissionDenied("This run is assigned to other associates.")
     device_id = _device_id(request)
     mine = CountSession.objects.filter(run=run, user=request.user, state__in=OPEN_SESSION_STATES).first()
