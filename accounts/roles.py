@@ -32,6 +32,13 @@ _REVIEW_PROPOSALS = ("approvals.view_proposedaction", "approvals.change_proposed
                      "reconciliation.view_rootcause")  # fmt: skip
 # The organization's rules: guardrails (versioned by reconciliation.guardrails) and root causes.
 _EDIT_RULES = ("reconciliation.change_guardrail", "reconciliation.add_rootcause", "reconciliation.change_rootcause")
+# The way to the ERP: the outbox, its batches, parity drifts. Managers retry what a person must
+# fix, resolve drifts and correct backend mappings; admins also configure connections.
+_VIEW_PUSHES = ("adapters.view_pendingpush", "adapters.view_pushbatch", "adapters.view_paritydrift",
+                "adapters.view_backendconnection", "adapters.view_externalrecord")  # fmt: skip
+_FIX_PUSHES = ("adapters.change_pushbatch", "adapters.change_paritydrift", "adapters.add_externalrecord",
+               "adapters.change_externalrecord")  # fmt: skip
+_CONFIGURE_BACKENDS = ("adapters.add_backendconnection", "adapters.change_backendconnection")
 
 # Permission codenames ("app_label.codename") granted to each role's group. Later issues add
 # their models here; the group is re-synced on every migrate.
@@ -45,8 +52,10 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         *_SET_PREFERENCES,
         "accounts.view_membership",
         *_REVIEW_PROPOSALS,
+        *_VIEW_PUSHES,
+        *_FIX_PUSHES,
     ),
-    Role.FINANCE: (*_VIEW_MIRROR, *_VIEW_COUNTS, *_REVIEW_PROPOSALS),
+    Role.FINANCE: (*_VIEW_MIRROR, *_VIEW_COUNTS, *_REVIEW_PROPOSALS, *_VIEW_PUSHES),
     Role.ADMIN: (
         *_VIEW_MIRROR,
         *_VIEW_COUNTS,
@@ -54,6 +63,9 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         *_SET_PREFERENCES,
         *_REVIEW_PROPOSALS,
         *_EDIT_RULES,
+        *_VIEW_PUSHES,
+        *_FIX_PUSHES,
+        *_CONFIGURE_BACKENDS,
         "django_celery_beat.view_periodictask",
         "django_celery_beat.change_periodictask",
         "django_celery_beat.view_crontabschedule",

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from accounts.roles import Role
 from accounts.selectors import membership_for_user
+from adapters.interface import push_requested
 from adapters.models import PendingPush
 from approvals.models import Approval, Decision, ProposalState, ProposedAction
 from audit.services import audit_log_write
@@ -173,6 +174,7 @@ def _sign(
             payload=proposal.payload,
             created_at=now,
         )
+        push_requested(organization_id=proposal.organization_id)
     audit_log_write(
         organization_id=proposal.organization_id,
         tag=f"proposal_{proposal.state}",

@@ -6,6 +6,8 @@ production-safe: DEBUG is off unless set and HTTPS protections are on whenever D
 
 from __future__ import annotations
 
+import base64
+import binascii
 import secrets
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from config.env import (
     ConfigurationError,
     env_bool,
     env_database,
+    env_float,
     env_int,
     env_list,
     env_str,
@@ -43,6 +46,29 @@ def _secret_key() -> str:
 
 
 SECRET_KEY = _secret_key()
+
+
+def _connection_secrets_keys() -> list[str]:
+    """Fernet keys for backend connection secrets; the first encrypts, all decrypt (rotation)."""
+    configured = env_list("CYCLECOUNT_SECRETS_KEYS", default=[])
+    if not configured:
+        # Like SECRET_KEY: an install without the variable gets its own key, kept in var/.
+        key_file = VAR_DIR / "secrets_key"
+        if not key_file.exists():
+            key_file.write_text(base64.urlsafe_b64encode(secrets.token_bytes(32)).decode())
+            key_file.chmod(0o600)
+        configured = [key_file.read_text().strip()]
+    for key in configured:
+        try:
+            valid = len(base64.urlsafe_b64decode(key.encode())) == 32
+        except (ValueError, binascii.Error):
+            valid = False
+        if not valid:
+            raise ConfigurationError("CYCLECOUNT_SECRETS_KEYS must hold Fernet keys (32 url-safe base64 bytes each)")
+    return configured
+
+
+CONNECTION_SECRETS_KEYS = _connection_secrets_keys()
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", default=[])
 
@@ -171,6 +197,14 @@ SPECTACULAR_SETTINGS = {
         "CountKindEnum": "counts.models.CountKind.choices",
     },
 }
+
+# --- Adapters (systems of record) -------------------------------------------------------
+ADAPTER_RETRY_BASE_SECONDS = env_float("ADAPTER_RETRY_BASE_SECONDS", default=0.5)
+ADAPTER_RETRY_CAP_SECONDS = env_float("ADAPTER_RETRY_CAP_SECONDS", default=20.0)
+# After this many failed drains (each with its inline retries) a batch waits for a person.
+PUSH_MAX_FAILURES = env_int("PUSH_MAX_FAILURES", default=8)
+# How long a drain or sync may hold a connection before another worker may take it over.
+ADAPTER_WORKER_LEASE_SECONDS = env_int("ADAPTER_WORKER_LEASE_SECONDS", default=300)
 
 # --- Celery ------------------------------------------------------------------------------
 CELERY_BROKER_DIR = VAR_DIR / "celery-broker"

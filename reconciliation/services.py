@@ -15,6 +15,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from accounts.models import Organization
+from adapters.interface import push_requested
 from approvals.models import OPEN_PROPOSAL_STATES, ProposedAction
 from audit.services import audit_log_write
 from counts.bulk import adapt
@@ -273,6 +274,8 @@ def run_reconcile(*, run: CountRun, actor: AbstractBaseUser | None) -> Reconcile
     variances = Variance.objects.filter(run=run, computed_at=now).count()
     proposals = created.count()
     auto_approved = created.filter(auto_approved=True).count()
+    if auto_approved:
+        push_requested(organization_id=run.organization_id)
     audit_log_write(
         organization_id=run.organization_id,
         tag="run_reconciled",
