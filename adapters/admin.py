@@ -54,10 +54,12 @@ class ConnectionForm(forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["settings_json"].initial = json.dumps(self.instance.settings or {}, indent=2, sort_keys=True)
+        if "settings_json" in self.fields:
+            self.fields["settings_json"].initial = json.dumps(self.instance.settings or {}, indent=2, sort_keys=True)
         if self.instance.pk:
-            self.fields["kind"].disabled = True
-            self.fields["name"].disabled = True
+            for name in ("kind", "name"):
+                if name in self.fields:
+                    self.fields[name].disabled = True
 
     def _json(self, field: str) -> dict[str, Any]:
         raw = self.cleaned_data.get(field) or "{}"
@@ -104,6 +106,16 @@ class BackendConnectionAdmin(OrganizationScopedAdminMixin, SimpleHistoryAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False  # deactivate instead: batches and mappings refer to it
+
+    def get_fieldsets(self, request: HttpRequest, obj: BackendConnection | None = None) -> list:
+        if obj is not None and not self.has_change_permission(request, obj):
+            # Read-only visitors see the settings as stored, never an editable secrets box.
+            return [
+                (None, {"fields": ["kind", "name", "is_push_target", "active"]}),
+                ("Configuration", {"fields": ["settings", "stored_secrets"]}),
+                ("Activity", {"fields": ["last_sync_at", "last_sync_summary", "last_drain_at", "lease"]}),
+            ]
+        return super().get_fieldsets(request, obj)
 
     @admin.display(description="Stored secrets")
     def stored_secrets(self, connection: BackendConnection) -> str:

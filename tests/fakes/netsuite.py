@@ -689,6 +689,11 @@ class FakeNetSuite:
                 raise ValueError(f"add item {item_id} and location {location_id} before setting stock")
             self._stock[(item_id, location_id)] = _Stock(Decimal(quantity), Decimal(committed))
 
+    def clear_stock(self, item_id: int, location_id: int) -> None:
+        """Forget an item's record at a location (it no longer appears in aggregateItemLocation)."""
+        with self._lock:
+            self._stock.pop((item_id, location_id), None)
+
     def on_hand(self, item_id: int, location_id: int) -> Decimal:
         """Quantity on hand now; zero where no stock was ever recorded."""
         with self._lock:
