@@ -9,9 +9,10 @@ from decimal import Decimal
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
-from simple_history.utils import bulk_create_with_history, bulk_update_with_history
+from simple_history.utils import bulk_create_with_history
 
 from accounts.models import Organization
+from inventory.bulk import update_rows
 from inventory.models import InventoryBalance, Item, Location
 
 
@@ -133,13 +134,9 @@ def balances_record_sync(
             created, InventoryBalance, batch_size=1000, default_user=actor, default_change_reason=reason
         )
     if changed:
-        bulk_update_with_history(
-            changed,
-            InventoryBalance,
-            ["on_hand", "reserved", "available", "synced_at", "sync_reference"],
-            batch_size=1000,
-            default_user=actor,
-            default_change_reason=reason,
+        update_rows(InventoryBalance, changed, ["on_hand", "reserved", "available", "synced_at", "sync_reference"])
+        InventoryBalance.history.bulk_history_create(
+            changed, batch_size=1000, update=True, default_user=actor, default_change_reason=reason
         )
     return len(created) + len(changed)
 
@@ -190,12 +187,8 @@ def balances_apply_deltas(
             created, InventoryBalance, batch_size=1000, default_user=actor, default_change_reason=reason
         )
     if changed:
-        bulk_update_with_history(
-            changed,
-            InventoryBalance,
-            ["on_hand", "available", "synced_at", "sync_reference"],
-            batch_size=1000,
-            default_user=actor,
-            default_change_reason=reason,
+        update_rows(InventoryBalance, changed, ["on_hand", "available", "synced_at", "sync_reference"])
+        InventoryBalance.history.bulk_history_create(
+            changed, batch_size=1000, update=True, default_user=actor, default_change_reason=reason
         )
     return {(balance.item_id, balance.location_id): balance.on_hand for balance in (*created, *changed)}

@@ -27,7 +27,6 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
-from simple_history.utils import bulk_update_with_history
 
 from adapters.interface import (
     AdjustmentBatch,
@@ -53,6 +52,7 @@ from adapters.services.connections import ConnectionBusy, connection_worker, lea
 from approvals.models import ProposalState, ProposedAction
 from audit.models import AuditLog
 from audit.services import audit_log_write
+from inventory.bulk import update_rows
 from inventory.services import balances_apply_deltas
 
 logger = logging.getLogger(__name__)
@@ -127,7 +127,8 @@ def _form_batches(
                 PendingPush.objects.select_for_update(skip_locked=True, of=("self",))
                 .filter(organization_id=connection.organization_id, state=PushState.PENDING, batch__isnull=True)
                 .select_related("proposal__facility")
-                .order_by("pk")[:FORM_CHUNK]
+                # Location-contiguous, so a chunk boundary splits at most one batch.
+                .order_by("proposal__location_id", "pk")[:FORM_CHUNK]
             )
             if not pushes:
                 return
@@ -223,10 +224,9 @@ def _batch_create(
     batch.request = request.as_json()
     batch._change_reason = "formed"
     batch.save(update_fields=["external_id", "request"])
-    for push in pushes:
-        push.batch = batch
-        push.state = PushState.IN_FLIGHT
-    PendingPush.objects.bulk_update(pushes, ["batch", "state", "updated_at"], batch_size=1000)
+    PendingPush.objects.filter(pk__in=[push.pk for push in pushes]).update(
+        batch=batch, state=PushState.IN_FLIGHT, updated_at=now
+    )
     return batch
 
 
@@ -237,7 +237,8 @@ def _reject_unmappable(
         return
     for push in pushes:
         push.state = PushState.REJECTED
-    PendingPush.objects.bulk_update(pushes, ["state", "last_error", "updated_at"], batch_size=1000)
+        push.updated_at = now
+    update_rows(PendingPush, pushes, ["state", "last_error", "updated_at"])
     proposals = [push.proposal for push in pushes]
     _proposals_move(proposals, "queue", actor, "queued for the ERP", only_from=ProposalState.APPROVED)
     _proposals_move(proposals, "fail", actor, "cannot be mapped to the backend")
@@ -268,10 +269,11 @@ def _proposals_move(
     """Apply one FSM transition to many proposals and write them with their history in bulk."""
     moving = [proposal for proposal in proposals if only_from is None or proposal.state == only_from]
     for proposal in moving:
-        getattr(proposal, transition)()
+        getattr(proposal, transition)()  # the state machine checks each source state
     if moving:
-        bulk_update_with_history(
-            moving, ProposedAction, ["state"], batch_size=1000, default_user=actor, default_change_reason=reason
+        update_rows(ProposedAction, moving, ["state"])
+        ProposedAction.history.bulk_history_create(
+            moving, batch_size=1000, update=True, default_user=actor, default_change_reason=reason
         )
 
 
@@ -379,11 +381,9 @@ def _record(
         result.failed += 1
     batch._change_reason = f"{batch.state}: {delivery.error}"[:100]
     batch.save(update_fields=["state", "failures", "next_attempt_at", "finished_at", "last_error"])
-    for push in pushes:
-        push.state = push_state
-        push.last_error = delivery.error
-        push.attempts = batch.attempts
-    PendingPush.objects.bulk_update(pushes, ["state", "last_error", "attempts", "updated_at"])
+    PendingPush.objects.filter(batch=batch).update(
+        state=push_state, last_error=delivery.error, attempts=batch.attempts, updated_at=now
+    )
     result.errors.append(f"{batch.external_id}: {delivery.error}")
     if batch.needs_person:
         reason = f"push {batch.state}: {delivery.error}"[:100]
@@ -419,11 +419,9 @@ def _record_accepted(
     batch.last_error = ""
     batch._change_reason = f"accepted as {receipt.record_id}" + (" (found by external id)" if receipt.duplicate else "")
     batch.save(update_fields=["state", "record_id", "finished_at", "next_attempt_at", "last_error"])
-    for push in pushes:
-        push.state = PushState.ACCEPTED
-        push.last_error = ""
-        push.attempts = batch.attempts
-    PendingPush.objects.bulk_update(pushes, ["state", "last_error", "attempts", "updated_at"])
+    PendingPush.objects.filter(batch=batch).update(
+        state=PushState.ACCEPTED, last_error="", attempts=batch.attempts, updated_at=now
+    )
     proposals = [push.proposal for push in pushes]
     # A proposal a person retried after a failure is queued again before it is pushed.
     _proposals_move(proposals, "queue", actor, "queued for the ERP", only_from=ProposalState.FAILED)
@@ -500,15 +498,11 @@ def push_batch_retry(*, batch: PushBatch, actor: AbstractBaseUser) -> PushBatch:
     if batch.state == BatchState.FAILED:
         batch.failures = 0
         batch.next_attempt_at = now
-        for push in pushes:
-            push.state = PushState.IN_FLIGHT
-        PendingPush.objects.bulk_update(pushes, ["state", "updated_at"])
+        PendingPush.objects.filter(batch=batch).update(state=PushState.IN_FLIGHT, updated_at=now)
     else:
-        for push in pushes:
-            push.state = PushState.PENDING
-            push.batch = None
-            push.last_error = ""
-        PendingPush.objects.bulk_update(pushes, ["state", "batch", "last_error", "updated_at"])
+        PendingPush.objects.filter(batch=batch).update(
+            state=PushState.PENDING, batch=None, last_error="", updated_at=now
+        )
         batch.line_count = 0
     batch._history_user = actor
     batch._change_reason = "retried by a person"

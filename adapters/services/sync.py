@@ -20,7 +20,7 @@ from decimal import Decimal
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
-from simple_history.utils import bulk_create_with_history, bulk_update_with_history
+from simple_history.utils import bulk_create_with_history
 
 from adapters.interface import RemoteBalance, RemoteItem, RemoteLocation, backend_for
 from adapters.models import (
@@ -35,6 +35,7 @@ from adapters.services.connections import ConnectionBusy, connection_worker
 from adapters.services.drain import _proposals_move
 from approvals.models import ProposalState
 from audit.services import audit_log_write
+from inventory.bulk import update_rows
 from inventory.models import BarcodeKind, Facility, InventoryBalance, Item, ItemBarcode, Location, Zone
 from inventory.services import BalanceSnapshot, balances_record_sync
 
@@ -261,8 +262,9 @@ def _sync_items(
         to_map.update(new_for)
         result.items_created = len(new_items)
     if updated:
-        bulk_update_with_history(
-            updated, Item, ["average_cost"], batch_size=1000, default_user=actor, default_change_reason=reason
+        update_rows(Item, updated, ["average_cost"])
+        Item.history.bulk_history_create(
+            updated, batch_size=1000, update=True, default_user=actor, default_change_reason=reason
         )
         result.items_updated = len(updated)
     ExternalRecord.objects.bulk_create(
