@@ -38,6 +38,8 @@ _VIEW_PUSHES = ("adapters.view_pendingpush", "adapters.view_pushbatch", "adapter
                 "adapters.view_backendconnection", "adapters.view_externalrecord")  # fmt: skip
 _FIX_PUSHES = ("adapters.change_pushbatch", "adapters.change_paritydrift", "adapters.add_externalrecord",
                "adapters.change_externalrecord")  # fmt: skip
+# Finance imports exported adjustment files into the ERP and says so; managers may too.
+_IMPORT_FILES = ("adapters.mark_imported_pushbatch",)
 _CONFIGURE_BACKENDS = ("adapters.add_backendconnection", "adapters.change_backendconnection")
 
 # Permission codenames ("app_label.codename") granted to each role's group. Later issues add
@@ -54,8 +56,9 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         *_REVIEW_PROPOSALS,
         *_VIEW_PUSHES,
         *_FIX_PUSHES,
+        *_IMPORT_FILES,
     ),
-    Role.FINANCE: (*_VIEW_MIRROR, *_VIEW_COUNTS, *_REVIEW_PROPOSALS, *_VIEW_PUSHES),
+    Role.FINANCE: (*_VIEW_MIRROR, *_VIEW_COUNTS, *_REVIEW_PROPOSALS, *_VIEW_PUSHES, *_IMPORT_FILES),
     Role.ADMIN: (
         *_VIEW_MIRROR,
         *_VIEW_COUNTS,
@@ -65,6 +68,7 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         *_EDIT_RULES,
         *_VIEW_PUSHES,
         *_FIX_PUSHES,
+        *_IMPORT_FILES,
         *_CONFIGURE_BACKENDS,
         "django_celery_beat.view_periodictask",
         "django_celery_beat.change_periodictask",

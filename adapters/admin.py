@@ -11,18 +11,29 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
-from django.utils.html import format_html_join
+from django.http import Http404, HttpRequest, HttpResponse
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
 from simple_history.admin import SimpleHistoryAdmin
 
 from accounts.scoping import OrganizationScopedAdminMixin, request_organization
 from adapters.interface import backend_spec
-from adapters.models import BackendConnection, BackendKind, ExternalRecord, ParityDrift, PendingPush, PushBatch
+from adapters.models import (
+    BackendConnection,
+    BackendKind,
+    BatchState,
+    ExternalRecord,
+    ParityDrift,
+    PendingPush,
+    PushBatch,
+)
 from adapters.secrets import SecretsUnreadable, mask, secrets_decrypt
-from adapters.selectors import outbox_summary, push_target_for
+from adapters.selectors import adjustment_file, outbox_summary, push_target_for
 from adapters.services import ConnectionInvalid, NotRetryable, backend_connect, push_batch_retry, push_retry
 from adapters.services.connections import connection_values_errors
+from adapters.services.drain import push_batch_mark_imported
 from adapters.services.sync import parity_drift_resolve
 
 
@@ -179,6 +190,7 @@ class PushBatchAdmin(ReadOnlyAdmin):
         "failures",
         "next_attempt_at",
         "record_id",
+        "file_link",
         "created_at",
         "error_excerpt",
     ]
@@ -187,11 +199,50 @@ class PushBatchAdmin(ReadOnlyAdmin):
     list_select_related = ["connection"]
     readonly_fields = [field.name for field in PushBatch._meta.fields if field.name != "organization"]
     inlines = [PushInline]
-    actions = ["retry"]
+    actions = ["retry", "mark_imported"]
 
     def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
         # The change permission unlocks the retry action; the batch itself is never edited.
         return obj is None and super().has_change_permission(request, obj)
+
+    def has_mark_imported_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("adapters.mark_imported_pushbatch")
+
+    def get_urls(self) -> list:
+        download = self.admin_site.admin_view(self.download_view)
+        return [path("<path:object_id>/file/", download, name="adapters_pushbatch_file"), *super().get_urls()]
+
+    def download_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        batch = self.get_object(request, object_id)
+        if not self.has_view_permission(request, batch):
+            raise PermissionDenied
+        if batch.state not in (BatchState.EXPORTED, BatchState.ACCEPTED) or batch.connection.kind != BackendKind.FILE:
+            raise Http404("Only exported adjustment files can be downloaded.")
+        response = HttpResponse(adjustment_file(batch=batch), content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="{batch.record_id}"'
+        return response
+
+    @admin.display(description="File")
+    def file_link(self, batch: PushBatch) -> str:
+        if batch.connection.kind != BackendKind.FILE or batch.state not in (BatchState.EXPORTED, BatchState.ACCEPTED):
+            return "—"
+        return format_html(
+            '<a href="{}">{}</a>', reverse("admin:adapters_pushbatch_file", args=[batch.pk]), batch.record_id
+        )
+
+    @admin.action(description="Mark the selected exported files imported into the ERP", permissions=["mark_imported"])
+    def mark_imported(self, request: HttpRequest, queryset: QuerySet) -> None:
+        done, refused = 0, []
+        for batch in queryset.order_by("pk"):
+            try:
+                push_batch_mark_imported(batch=batch, actor=request.user)
+                done += 1
+            except NotRetryable as error:
+                refused.append(str(error))
+        if done:
+            messages.success(request, f"{done} file(s) marked imported; the mirror took their adjustments.")
+        for message in refused:
+            messages.warning(request, message)
 
     @admin.display(description="Error")
     def error_excerpt(self, batch: PushBatch) -> str:

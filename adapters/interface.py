@@ -59,6 +59,7 @@ class AdjustmentLine:
     location_external_id: str
     delta: Decimal
     memo: str = ""
+    unit_cost: Decimal | None = None
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,7 @@ class AdjustmentBatch:
                     "location_external_id": line.location_external_id,
                     "delta": str(line.delta),
                     "memo": line.memo,
+                    "unit_cost": None if line.unit_cost is None else str(line.unit_cost),
                 }
                 for line in self.lines
             ],
@@ -99,6 +101,7 @@ class AdjustmentBatch:
                     location_external_id=line["location_external_id"],
                     delta=Decimal(line["delta"]),
                     memo=line["memo"],
+                    unit_cost=None if line.get("unit_cost") is None else Decimal(line["unit_cost"]),
                 )
                 for line in data["lines"]
             ),
@@ -109,6 +112,8 @@ class AdjustmentBatch:
 class PushReceipt:
     record_id: str
     duplicate: bool = False
+    # True when the batch was handed over (a file to import) and a person confirms it landed.
+    awaiting_confirmation: bool = False
 
 
 class BackendError(Exception):
@@ -138,6 +143,8 @@ class InventoryBackend(Protocol):
 
     max_batch_lines: int
     concurrency: int
+    # True when the backend knows items by SKU and locations by code (files), so no mapping is kept.
+    maps_by_code: bool
 
     def fetch_locations(self) -> Iterator[RemoteLocation]: ...
 
@@ -192,7 +199,9 @@ def backend_for(connection: BackendConnection) -> InventoryBackend:
 def _load_builtin_backends() -> None:
     # Imported lazily so importing the interface never pulls in vendor HTTP code.
     if "netsuite" not in _REGISTRY:
-        import adapters.netsuite  # noqa: F401  (registers itself)
+        import adapters.netsuite  # each backend package registers itself on import
+    if "file" not in _REGISTRY:
+        import adapters.file  # noqa: F401
 
 
 def push_requested(*, organization_id: int) -> None:

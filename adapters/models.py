@@ -120,6 +120,7 @@ class ExternalRecord(OrganizationOwned):
 class BatchState(models.TextChoices):
     PENDING = "pending", "Pending (not sent yet)"
     IN_FLIGHT = "in_flight", "In flight"
+    EXPORTED = "exported", "Exported (waiting to be marked imported)"
     ACCEPTED = "accepted", "Accepted by the backend"
     REJECTED = "rejected", "Rejected (a person must fix it)"
     FAILED = "failed", "Failed (will retry)"
@@ -146,6 +147,7 @@ class PushBatch(OrganizationOwned):
     last_error = models.TextField(blank=True)
     created_at = models.DateTimeField()
     first_sent_at = models.DateTimeField(null=True, blank=True)
+    exported_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     history = HistoricalRecords()
@@ -153,6 +155,7 @@ class PushBatch(OrganizationOwned):
     class Meta:
         ordering = ["-created_at", "-pk"]
         indexes = [models.Index(fields=["connection", "state", "next_attempt_at"])]
+        permissions = [("mark_imported_pushbatch", "Can mark an exported adjustment file imported")]
 
     def __str__(self) -> str:
         return f"batch {self.external_id} ({self.state}, {self.line_count} lines)"

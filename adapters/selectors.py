@@ -61,3 +61,15 @@ def outbox_summary(*, organization_id: int) -> dict[str, int]:
         "batches_needing_person": batches_needing_person.count(),
         "open_drifts": ParityDrift.objects.filter(organization_id=organization_id, resolved_at__isnull=True).count(),
     }
+
+
+def adjustment_file(*, batch: PushBatch) -> str:
+    """The CSV a file connection exported for `batch`, rendered the same every time from the
+    batch as it was formed (so a second download is byte-identical)."""
+    from adapters.file.layouts import batch_csv
+    from adapters.interface import AdjustmentBatch
+
+    settings = batch.connection.settings
+    return batch_csv(
+        AdjustmentBatch.from_json(batch.request), layout=settings.get("layout") or "netsuite", settings=settings
+    )

@@ -45,6 +45,7 @@ def _decimal(value: Any, default: Decimal | None = Decimal("0")) -> Decimal | No
 
 class NetSuiteBackend:
     max_batch_lines = MAX_BATCH_LINES
+    maps_by_code = False
 
     def __init__(self, *, client: NetSuiteClient, subsidiary_id: str, adjustment_account_id: str, concurrency: int):
         self.client = client

@@ -53,6 +53,7 @@ from approvals.models import ProposalState, ProposedAction
 from audit.models import AuditLog
 from audit.services import audit_log_write
 from inventory.bulk import update_rows
+from inventory.models import Item, Location
 from inventory.services import balances_apply_deltas
 
 logger = logging.getLogger(__name__)
@@ -69,6 +70,7 @@ class DrainResult:
     unmappable: int = 0
     sent: int = 0
     accepted: int = 0
+    exported: int = 0
     rejected: int = 0
     failed: int = 0
     lines_accepted: int = 0
@@ -126,7 +128,7 @@ def _form_batches(
             pushes = list(
                 PendingPush.objects.select_for_update(skip_locked=True, of=("self",))
                 .filter(organization_id=connection.organization_id, state=PushState.PENDING, batch__isnull=True)
-                .select_related("proposal__facility")
+                .select_related("proposal__facility", "proposal__variance")
                 # Location-contiguous, so a chunk boundary splits at most one batch.
                 .order_by("proposal__location_id", "pk")[:FORM_CHUNK]
             )
@@ -154,8 +156,14 @@ def _batches_from(
     actor: AbstractBaseUser | None,
 ) -> tuple[int, int]:
     now = timezone.now()
-    items = _external_ids(connection, ExternalKind.ITEM, {push.proposal.item_id for push in pushes})
-    locations = _external_ids(connection, ExternalKind.LOCATION, {push.proposal.location_id for push in pushes})
+    item_ids = {push.proposal.item_id for push in pushes}
+    location_ids = {push.proposal.location_id for push in pushes}
+    if backend.maps_by_code:
+        items = dict(Item.objects.filter(pk__in=item_ids).values_list("pk", "sku"))
+        locations = dict(Location.objects.filter(pk__in=location_ids).values_list("pk", "code"))
+    else:
+        items = _external_ids(connection, ExternalKind.ITEM, item_ids)
+        locations = _external_ids(connection, ExternalKind.LOCATION, location_ids)
 
     by_location: dict[str, list[PendingPush]] = defaultdict(list)
     unmappable: list[PendingPush] = []
@@ -217,6 +225,7 @@ def _batch_create(
                 location_external_id=location_external_id,
                 delta=push.proposal.delta,
                 memo=f"{push.external_id} run {push.proposal.run_id}",
+                unit_cost=_unit_cost(push.proposal),
             )
             for push in pushes
         ),
@@ -228,6 +237,11 @@ def _batch_create(
         batch=batch, state=PushState.IN_FLIGHT, updated_at=now
     )
     return batch
+
+
+def _unit_cost(proposal: ProposedAction) -> Decimal:
+    """The average cost the variance was valued at (files carry it as Est. Unit Cost)."""
+    return proposal.variance.unit_cost
 
 
 def _reject_unmappable(
@@ -359,6 +373,23 @@ def _record(
 ) -> None:
     now = timezone.now()
     pushes = list(batch.pushes.select_related("proposal").order_by("pk"))
+    if delivery.outcome == "accepted" and delivery.receipt.awaiting_confirmation:
+        batch.state = BatchState.EXPORTED
+        batch.record_id = delivery.receipt.record_id
+        batch.exported_at = now
+        batch.last_error = ""
+        batch._change_reason = "exported; waiting to be marked imported"
+        batch.save(update_fields=["state", "record_id", "exported_at", "last_error"])
+        audit_log_write(
+            organization_id=connection.organization_id,
+            tag="export_generated",
+            actor=actor,
+            subject=batch,
+            reason=f"adjustment file {batch.record_id} ({len(pushes)} lines)",
+            data={"connection": connection.name, "lines": len(pushes)},
+        )
+        result.exported += 1
+        return
     if delivery.outcome == "accepted":
         _record_accepted(connection, batch, pushes, delivery.receipt, actor, now)
         result.accepted += 1
@@ -477,7 +508,32 @@ def _reason(proposal: ProposedAction) -> str:
     return proposal.payload.get("suggested_reason", "")
 
 
-# --- a person's retry ---------------------------------------------------------------------
+# --- a person's confirmation or retry ------------------------------------------------------
+@transaction.atomic
+def push_batch_mark_imported(*, batch: PushBatch, actor: AbstractBaseUser) -> PushBatch:
+    """A person imported an exported file into the system of record: the batch is accepted.
+
+    From here it is like any accepted batch: the mirror takes the deltas, the reason log gets
+    its lines, the proposals become pushed. Marking twice changes nothing the second time.
+    """
+    batch = PushBatch.objects.select_for_update().select_related("connection").get(pk=batch.pk)
+    if batch.state == BatchState.ACCEPTED:
+        return batch
+    if batch.state != BatchState.EXPORTED:
+        raise NotRetryable(f"batch {batch.external_id} is {batch.get_state_display().lower()}, not exported")
+    pushes = list(batch.pushes.select_related("proposal").order_by("pk"))
+    batch._history_user = actor
+    _record_accepted(batch.connection, batch, pushes, PushReceipt(record_id=batch.record_id), actor, timezone.now())
+    audit_log_write(
+        organization_id=batch.organization_id,
+        tag="import_applied",
+        actor=actor,
+        subject=batch,
+        reason=f"adjustment file {batch.record_id} marked imported ({len(pushes)} lines)",
+    )
+    return batch
+
+
 class NotRetryable(Exception):
     pass
 
