@@ -42,6 +42,12 @@ _FIX_PUSHES = ("adapters.change_pushbatch", "adapters.change_paritydrift", "adap
 _IMPORT_FILES = ("adapters.mark_imported_pushbatch",)
 _CONFIGURE_BACKENDS = ("adapters.add_backendconnection", "adapters.change_backendconnection")
 
+# The reason log, the event ledger and webhook deliveries: read by those who answer for decisions;
+# subscriptions are configured by admins.
+_VIEW_AUDIT = ("audit.view_auditlog", "audit.view_event", "audit.view_webhooksubscription",
+               "audit.view_webhookdelivery", "audit.view_webhookattempt")  # fmt: skip
+_CONFIGURE_WEBHOOKS = ("audit.add_webhooksubscription", "audit.change_webhooksubscription")
+
 # Permission codenames ("app_label.codename") granted to each role's group. Later issues add
 # their models here; the group is re-synced on every migrate.
 ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
@@ -57,8 +63,9 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         *_VIEW_PUSHES,
         *_FIX_PUSHES,
         *_IMPORT_FILES,
+        *_VIEW_AUDIT,
     ),
-    Role.FINANCE: (*_VIEW_MIRROR, *_VIEW_COUNTS, *_REVIEW_PROPOSALS, *_VIEW_PUSHES, *_IMPORT_FILES),
+    Role.FINANCE: (*_VIEW_MIRROR, *_VIEW_COUNTS, *_REVIEW_PROPOSALS, *_VIEW_PUSHES, *_IMPORT_FILES, *_VIEW_AUDIT),
     Role.ADMIN: (
         *_VIEW_MIRROR,
         *_VIEW_COUNTS,
@@ -70,6 +77,8 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         *_FIX_PUSHES,
         *_IMPORT_FILES,
         *_CONFIGURE_BACKENDS,
+        *_VIEW_AUDIT,
+        *_CONFIGURE_WEBHOOKS,
         "django_celery_beat.view_periodictask",
         "django_celery_beat.change_periodictask",
         "django_celery_beat.view_crontabschedule",

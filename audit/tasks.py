@@ -1,0 +1,40 @@
+"""Celery tasks of the event ledger and webhooks: thin interfaces that call one service.
+
+All are idempotent: each service re-checks state under a lock and does nothing when the work is
+done or held by another worker, so duplicates and retries are harmless.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from celery import shared_task
+
+from audit.services import event_dispatch, events_dispatch_stale, webhook_deliveries_sweep, webhook_delivery_attempt
+
+
+@shared_task(name="audit.tasks.event_dispatch_task")
+def event_dispatch_task(event_id: int) -> list[int]:
+    """Dispatch one event (queued on the commit of `event_emit`); returns the deliveries it queued."""
+    return list(event_dispatch(event_id=event_id).delivery_ids)
+
+
+@shared_task(name="audit.tasks.webhook_delivery_task")
+def webhook_delivery_task(delivery_id: int, lease_token: str | None = None) -> str | None:
+    """Make one attempt of a delivery; returns the delivery's state after it (None: nothing to do)."""
+    outcome = webhook_delivery_attempt(
+        delivery_id=delivery_id, lease_token=uuid.UUID(lease_token) if lease_token else None
+    )
+    return outcome.delivery_state if outcome else None
+
+
+@shared_task(name="audit.tasks.events_sweep_task")
+def events_sweep_task() -> list[int]:
+    """Beat, every minute: dispatch events whose dispatch was lost more than a minute ago."""
+    return events_dispatch_stale()
+
+
+@shared_task(name="audit.tasks.webhook_deliveries_sweep_task")
+def webhook_deliveries_sweep_task() -> list[int]:
+    """Beat, every minute: claim due retries, released held deliveries and expired leases; queue them."""
+    return webhook_deliveries_sweep()
