@@ -14,7 +14,7 @@ from accounts.selectors import membership_for_user
 from adapters.interface import push_requested
 from adapters.models import PendingPush
 from approvals.models import Approval, Decision, ProposalState, ProposedAction
-from audit.services import audit_log_write
+from audit.services import audit_log_write, event_emit
 from counts.models import CountEvent
 from reconciliation.models import DecisionReason, RootCause
 
@@ -175,6 +175,25 @@ def _sign(
             created_at=now,
         )
         push_requested(organization_id=proposal.organization_id)
+    event_emit(
+        organization_id=proposal.organization_id,
+        type="proposal.decided",
+        payload={
+            "proposal": proposal.pk,
+            "external_id": proposal.external_id,
+            "decision": decision.decision,
+            "state": proposal.state,
+            "decided_by": actor.get_username(),
+            "role": role,
+            "reason_code": decision.reason_code,
+            "root_cause": root_cause.code if root_cause else "",
+            "note": decision.note,
+            "item": proposal.payload.get("item", ""),
+            "location": proposal.payload.get("location", ""),
+            "delta": proposal.delta,
+            "value": proposal.value_abs,
+        },
+    )
     audit_log_write(
         organization_id=proposal.organization_id,
         tag=f"proposal_{proposal.state}",

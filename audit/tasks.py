@@ -10,13 +10,25 @@ import uuid
 
 from celery import shared_task
 
-from audit.services import event_dispatch, events_dispatch_stale, webhook_deliveries_sweep, webhook_delivery_attempt
+from audit.services import (
+    event_dispatch,
+    events_dispatch_pending,
+    events_dispatch_stale,
+    webhook_deliveries_sweep,
+    webhook_delivery_attempt,
+)
 
 
 @shared_task(name="audit.tasks.event_dispatch_task")
 def event_dispatch_task(event_id: int) -> list[int]:
     """Dispatch one event (queued on the commit of `event_emit`); returns the deliveries it queued."""
     return list(event_dispatch(event_id=event_id).delivery_ids)
+
+
+@shared_task(name="audit.tasks.events_dispatch_pending_task")
+def events_dispatch_pending_task() -> int:
+    """Dispatch every undispatched event (queued after services that insert events in bulk or SQL)."""
+    return events_dispatch_pending()
 
 
 @shared_task(name="audit.tasks.webhook_delivery_task")

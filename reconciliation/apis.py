@@ -20,7 +20,7 @@ from config.api_errors import Conflict
 from counts.models import CountRun
 from reconciliation import selectors
 from reconciliation.models import Routing, Variance
-from reconciliation.services import RunNotReconcilable, run_reconcile
+from reconciliation.services import RunNotClosable, RunNotReconcilable, run_close, run_reconcile
 
 REVIEWERS = (Role.MANAGER, Role.FINANCE, Role.ADMIN)
 
@@ -57,6 +57,27 @@ class ReconcileApi(APIView):
                 "superseded": result.superseded,
             }
         )
+
+
+class RunCloseApi(APIView):
+    """`POST /api/runs/{id}/close`: close a reviewed run once every proposal is decided."""
+
+    permission_classes = [role_required(Role.MANAGER, Role.ADMIN)]
+
+    class Output(serializers.Serializer):
+        run = serializers.IntegerField()
+        status = serializers.CharField()
+
+    @extend_schema(request=None, responses={200: Output, 409: dict})
+    def post(self, request: Request, run_id: int) -> Response:
+        run = CountRun.objects.for_organization(request_organization(request)).filter(pk=run_id).first()
+        if run is None:
+            raise Http404("No such run.")
+        try:
+            run = run_close(run=run, actor=request.user)
+        except RunNotClosable as error:
+            raise Conflict(str(error)) from None
+        return Response({"run": run.pk, "status": run.state})
 
 
 class VarianceListApi(GenericAPIView):

@@ -8,18 +8,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import Count, F, Q, Sum
+from django.db.models.functions import Abs
 from django.utils import timezone
 
 from accounts.models import Organization
 from adapters.interface import push_requested
-from approvals.models import OPEN_PROPOSAL_STATES, ProposedAction
-from audit.services import audit_log_write
+from approvals.models import OPEN_PROPOSAL_STATES, ProposalState, ProposedAction
+from audit.services import audit_log_write, event_emit, events_dispatch_soon, sql_event_id
 from counts.bulk import adapt
-from counts.models import CountRun, CountSession, RunState, SessionState
+from counts.models import CountLine, CountRun, CountSession, RunState, SessionState
 from inventory.models import Facility
 from reconciliation.models import Guardrail, RootCause, Routing, Variance
 
@@ -188,6 +190,49 @@ WHERE run_id = %(run)s AND created_at = %(now)s AND state = 'approved'
 """
 
 
+def _events_sql() -> tuple[str, str]:
+    """`variance.detected` for every difference and `proposal.created` for every proposal this
+    pass made, inserted set-based with the change (the ledger is a transactional outbox)."""
+    obj = _json_object()
+    text = "CAST({} AS TEXT)".format
+    event_id = sql_event_id()
+
+    def boolean(column: str) -> str:
+        # SQLite stores booleans as 0/1; JSON consumers expect true/false as PostgreSQL writes them.
+        return column if connection.vendor == "postgresql" else f"json(CASE WHEN {column} THEN 'true' ELSE 'false' END)"
+
+    variance_payload = (
+        f"{obj}('variance', v.id, 'run', v.run_id, 'facility', f.code, 'item', i.sku, 'location', loc.code, "
+        f"'units', {text('v.variance_units')}, 'percent', {text('v.variance_percent')}, "
+        f"'value', {text('v.variance_value')}, 'routing', v.routing, 'guardrail_version', v.guardrail_version)"
+    )
+    proposal_payload = (
+        f"{obj}('proposal', p.id, 'external_id', p.external_id, 'run', p.run_id, 'variance', p.variance_id, "
+        f"'item', i.sku, 'location', loc.code, 'delta', {text('p.delta')}, 'value', {text('p.value_abs')}, "
+        f"'state', p.state, 'auto_approved', {boolean('p.auto_approved')}, "
+        f"'needs_finance', {boolean('p.needs_finance')})"
+    )
+    columns = "organization_id, event_id, type, version, payload, occurred_at, subscriber_errors"
+    variances = f"""
+INSERT INTO audit_event ({columns})
+SELECT v.organization_id, {event_id}, 'variance.detected', 1, {variance_payload}, %(now)s, '[]'
+FROM reconciliation_variance v
+JOIN inventory_item i ON i.id = v.item_id
+JOIN inventory_location loc ON loc.id = v.location_id
+JOIN inventory_facility f ON f.id = v.facility_id
+WHERE v.run_id = %(run)s AND v.computed_at = %(now)s AND v.variance_units <> 0
+"""  # noqa: S608 - only our own SQL fragments are interpolated
+    proposals = f"""
+INSERT INTO audit_event ({columns})
+SELECT p.organization_id, {event_id}, 'proposal.created', 1, {proposal_payload}, %(now)s, '[]'
+FROM approvals_proposedaction p
+JOIN inventory_item i ON i.id = p.item_id
+JOIN inventory_location loc ON loc.id = p.location_id
+WHERE p.run_id = %(run)s AND p.created_at = %(now)s
+"""  # noqa: S608 - only our own SQL fragments are interpolated
+    return variances, proposals
+
+
 def _supersede_recounted(*, run: CountRun, actor: AbstractBaseUser | None, now: datetime) -> int:
     """Retire current variances whose line was recounted since, when nothing was decided on them.
 
@@ -267,8 +312,9 @@ def run_reconcile(*, run: CountRun, actor: AbstractBaseUser | None) -> Reconcile
         "reason": f"reconciliation of run {run.pk} (guardrail v{guardrail.version})",
     }
     with connection.cursor() as cursor:
-        for statement in (_VARIANCES_SQL, _proposals_sql(), _PROPOSAL_HISTORY_SQL, _AUTO_PUSHES_SQL):
+        for statement in (_VARIANCES_SQL, _proposals_sql(), _PROPOSAL_HISTORY_SQL, _AUTO_PUSHES_SQL, *_events_sql()):
             cursor.execute(statement, params)
+    events_dispatch_soon()
     # SQLite reports no row count for INSERT … WITH; count what this pass created instead.
     created = ProposedAction.objects.filter(run=run, created_at=now)
     variances = Variance.objects.filter(run=run, computed_at=now).count()
@@ -297,3 +343,55 @@ def run_reconcile(*, run: CountRun, actor: AbstractBaseUser | None) -> Reconcile
     )
 
 
+CLOSED_WITHOUT_ADJUSTMENT = (ProposalState.REJECTED, ProposalState.SUPERSEDED)
+
+
+class RunNotClosable(Exception):
+    """Proposals of the run still wait for a decision, or the run is not in review."""
+
+
+@transaction.atomic
+def run_close(*, run: CountRun, actor: AbstractBaseUser | None) -> CountRun:
+    """Close a reviewed run once nothing in it waits for a person.
+
+    Guarantees: every proposal of the run is decided (approved, rejected or superseded); the
+    run's figures go to the reason log and a `count.run.closed` event, in the same transaction.
+    """
+    run = CountRun.objects.select_for_update().select_related("facility").get(pk=run.pk)
+    if run.state != RunState.IN_REVIEW:
+        raise RunNotClosable(f"run {run.pk} is {run.get_state_display().lower()}; only runs in review close")
+    waiting = ProposedAction.objects.filter(run=run, state__in=OPEN_PROPOSAL_STATES).count()
+    if waiting:
+        raise RunNotClosable(f"{waiting} proposal(s) of run {run.pk} still wait for a decision")
+    current = Variance.objects.filter(run=run, superseded_at__isnull=True)
+    figures = current.aggregate(
+        variances=Count("pk", filter=~Q(variance_units=0)),
+        net_value=Sum("variance_value"),
+        absolute_value=Sum(Abs("variance_value")),
+    )
+    summary = {
+        "run": run.pk,
+        "name": run.name,
+        "facility": run.facility.code,
+        "kind": run.kind,
+        "lines_counted": CountLine.objects.filter(run=run).count(),
+        "variances": figures["variances"],
+        "net_value": figures["net_value"] or Decimal("0"),
+        "absolute_value": figures["absolute_value"] or Decimal("0"),
+        "adjustments": ProposedAction.objects.filter(run=run).exclude(state__in=CLOSED_WITHOUT_ADJUSTMENT).count(),
+    }
+    run.close()
+    run._history_user = actor
+    run._change_reason = "closed after review"
+    run.save()
+    audit_log_write(
+        organization_id=run.organization_id,
+        tag="run_closed",
+        actor=actor,
+        subject=run,
+        facility_id=run.facility_id,
+        reason=f"run {run.pk} closed",
+        data={key: str(value) for key, value in summary.items()},
+    )
+    event_emit(organization_id=run.organization_id, type="count.run.closed", payload=summary)
+    return run

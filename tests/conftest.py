@@ -9,6 +9,8 @@ from rest_framework.test import APIClient
 from accounts.roles import Role
 from tests.factories import FacilityFactory, OrganizationFactory, member
 
+pytest_plugins = ["tests.adapters.support"]
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     from django.db import connection

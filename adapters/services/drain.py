@@ -51,7 +51,7 @@ from adapters.retry import Backoff, drain_backoff, inline_backoff
 from adapters.services.connections import ConnectionBusy, connection_worker, lease_renew
 from approvals.models import ProposalState, ProposedAction
 from audit.models import AuditLog
-from audit.services import audit_log_write
+from audit.services import audit_log_write, event_emit, events_emit_bulk
 from inventory.bulk import update_rows
 from inventory.models import Item, Location
 from inventory.services import balances_apply_deltas
@@ -256,6 +256,14 @@ def _reject_unmappable(
     proposals = [push.proposal for push in pushes]
     _proposals_move(proposals, "queue", actor, "queued for the ERP", only_from=ProposalState.APPROVED)
     _proposals_move(proposals, "fail", actor, "cannot be mapped to the backend")
+    events_emit_bulk(
+        organization_id=connection.organization_id,
+        type="push.failed",
+        payloads=[
+            {"push": push.external_id, "connection": connection.name, "state": "rejected", "error": push.last_error}
+            for push in pushes
+        ],
+    )
     AuditLog.objects.bulk_create(
         AuditLog(
             organization_id=connection.organization_id,
@@ -417,6 +425,18 @@ def _record(
     )
     result.errors.append(f"{batch.external_id}: {delivery.error}")
     if batch.needs_person:
+        event_emit(
+            organization_id=connection.organization_id,
+            type="push.failed",
+            payload={
+                "batch": batch.external_id,
+                "connection": connection.name,
+                "state": batch.state,
+                "error": delivery.error,
+                "lines": len(pushes),
+                "proposals": [push.proposal_id for push in pushes],
+            },
+        )
         reason = f"push {batch.state}: {delivery.error}"[:100]
         _proposals_move([push.proposal for push in pushes], "fail", actor, reason)
         audit_log_write(
@@ -464,6 +484,27 @@ def _record_accepted(
         actor=actor,
     )
     approvers = _approvers(proposals)
+    events_emit_bulk(
+        organization_id=connection.organization_id,
+        type="inventory.adjusted",
+        payloads=[
+            {
+                "proposal": proposal.pk,
+                "external_id": proposal.external_id,
+                "item": proposal.payload.get("item", ""),
+                "location": proposal.payload.get("location", ""),
+                "facility": proposal.payload.get("facility", ""),
+                "delta": proposal.delta,
+                "new_on_hand": on_hand.get((proposal.item_id, proposal.location_id), Decimal("0")),
+                "reason": _reason(proposal),
+                "approved_by": approvers.get(proposal.pk, "guardrail" if proposal.auto_approved else ""),
+                "backend": connection.kind,
+                "backend_record_id": receipt.record_id,
+                "batch": batch.external_id,
+            }
+            for proposal in proposals
+        ],
+    )
     AuditLog.objects.bulk_create(
         AuditLog(
             organization_id=connection.organization_id,

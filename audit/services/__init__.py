@@ -23,7 +23,16 @@ from audit.services.deliveries import (
     webhook_deliveries_sweep,
     webhook_delivery_attempt,
 )
-from audit.services.events import DispatchOutcome, event_dispatch, event_emit, events_dispatch_stale
+from audit.services.events import (
+    DispatchOutcome,
+    event_dispatch,
+    event_emit,
+    events_dispatch_pending,
+    events_dispatch_soon,
+    events_dispatch_stale,
+    events_emit_bulk,
+    sql_event_id,
+)
 from audit.services.log import audit_log_write
 from audit.services.subscriptions import (
     webhook_subscription_create,
@@ -43,7 +52,11 @@ __all__ = [
     "backoff_delay",
     "event_dispatch",
     "event_emit",
+    "events_dispatch_pending",
+    "events_dispatch_soon",
     "events_dispatch_stale",
+    "events_emit_bulk",
+    "sql_event_id",
     "webhook_deliveries_claim",
     "webhook_deliveries_sweep",
     "webhook_delivery_attempt",

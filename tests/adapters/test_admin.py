@@ -10,7 +10,7 @@ from accounts.roles import Role
 from adapters.models import BackendConnection, BatchState, ExternalRecord, ParityDrift, PendingPush, PushBatch
 from adapters.services import backend_sync, push_drain
 from approvals.models import ProposalState
-from tests.adapters.conftest import approve_adjustments
+from tests.adapters.support import approve_adjustments
 from tests.factories import member
 
 pytestmark = pytest.mark.django_db

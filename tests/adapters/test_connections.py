@@ -14,7 +14,7 @@ from adapters.models import BackendConnection
 from adapters.secrets import secrets_decrypt
 from adapters.services import ConnectionInvalid, backend_connect
 from audit.models import AuditLog
-from tests.adapters.conftest import ACCOUNT, CREDENTIALS
+from tests.adapters.support import ACCOUNT, CREDENTIALS
 from tests.factories import member
 
 pytestmark = pytest.mark.django_db

@@ -15,7 +15,7 @@ from adapters.services.drain import stale_work_reclaim
 from approvals.models import ProposalState, ProposedAction
 from audit.models import AuditLog
 from inventory.models import InventoryBalance
-from tests.adapters.conftest import approve_adjustments, connect, fake_netsuite, warehouse
+from tests.adapters.support import approve_adjustments, connect, fake_netsuite, warehouse
 
 pytestmark = pytest.mark.django_db
 

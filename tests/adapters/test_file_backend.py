@@ -14,7 +14,7 @@ from adapters.services import backend_connect, push_drain
 from approvals.models import ProposalState, ProposedAction
 from audit.models import AuditLog
 from inventory.models import InventoryBalance
-from tests.adapters.conftest import approve_adjustments
+from tests.adapters.support import approve_adjustments
 from tests.factories import InventoryBalanceFactory, ItemFactory, LocationFactory, ZoneFactory, member
 
 pytestmark = pytest.mark.django_db

@@ -17,7 +17,7 @@ from adapters.interface import (
 )
 from adapters.netsuite import default_rest_url, default_restlet_url, validate_settings
 from adapters.netsuite.auth import TokenBasedAuth, account_host, account_realm
-from tests.adapters.conftest import connect, warehouse
+from tests.adapters.support import connect, warehouse
 
 pytestmark = pytest.mark.django_db
 

@@ -12,7 +12,7 @@ from adapters.services import backend_sync, push_drain
 from adapters.services.sync import parity_drift_resolve
 from approvals.models import ProposalState, ProposedAction
 from inventory.models import Facility, InventoryBalance, Item, ItemBarcode, Location, Zone
-from tests.adapters.conftest import approve_adjustments, connect, warehouse
+from tests.adapters.support import approve_adjustments, connect, warehouse
 
 pytestmark = pytest.mark.django_db
 

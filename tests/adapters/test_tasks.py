@@ -12,7 +12,7 @@ from adapters.tasks import push_drain_sweep_task
 from approvals.models import ProposedAction
 from approvals.services import DecisionInput, proposal_decide
 from config.celery import app
-from tests.adapters.conftest import approve_adjustments
+from tests.adapters.support import approve_adjustments
 from tests.factories import member
 
 pytestmark = pytest.mark.django_db

@@ -1,3 +1,6 @@
+"""NetSuite-fake fixtures and helpers shared by the adapter tests and the ledger tests (a pytest plugin
+registered in tests/conftest.py)."""
+
 from __future__ import annotations
 
 from decimal import Decimal
