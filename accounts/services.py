@@ -91,3 +91,21 @@ def edit_token_matches(*, user: AbstractBaseUser, raw: str | None) -> bool:
         return False
     stored = EditToken.objects.filter(user=user).values_list("token_hash", flat=True).first()
     return stored is not None and hmac.compare_digest(stored, _edit_token_hash(raw))
+
+
+SYSTEM_USERNAME = "cyclecount-system"
+
+
+def system_actor() -> AbstractUser:
+    """The user history and the reason log name for work done by Celery tasks (beat, drains, syncs).
+
+    It cannot log in (no usable password, inactive) and belongs to no organization, so it can
+    never act through the admin or the API; it only makes "who" explicit for background work.
+    """
+    user, created = get_user_model().objects.get_or_create(
+        username=SYSTEM_USERNAME, defaults={"is_active": False, "first_name": "Cyclecount (background tasks)"}
+    )
+    if created:
+        user.set_unusable_password()
+        user.save(update_fields=["password"])
+    return user

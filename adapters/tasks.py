@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from accounts.services import system_actor
 from adapters.models import BackendConnection
 from adapters.selectors import connections_with_due_pushes, push_target_for
 from adapters.services import backend_sync, push_drain
@@ -16,13 +17,13 @@ def push_drain_organization_task(organization_id: int) -> dict | None:
     connection = push_target_for(organization_id=organization_id)
     if connection is None:
         return None  # the embedded default: pushes wait until a connection is configured
-    return push_drain(connection=connection).__dict__
+    return push_drain(connection=connection, actor=system_actor()).__dict__
 
 
 @shared_task(name="adapters.tasks.push_drain_connection_task")
 def push_drain_connection_task(connection_id: int) -> dict | None:
     connection = BackendConnection.objects.filter(pk=connection_id).first()
-    return push_drain(connection=connection).__dict__ if connection else None
+    return push_drain(connection=connection, actor=system_actor()).__dict__ if connection else None
 
 
 @shared_task(name="adapters.tasks.push_drain_sweep_task")
@@ -38,7 +39,7 @@ def push_drain_sweep_task() -> list[int]:
 @shared_task(name="adapters.tasks.backend_sync_connection_task")
 def backend_sync_connection_task(connection_id: int) -> dict | None:
     connection = BackendConnection.objects.filter(pk=connection_id).first()
-    return backend_sync(connection=connection).as_json() if connection else None
+    return backend_sync(connection=connection, actor=system_actor()).as_json() if connection else None
 
 
 @shared_task(name="adapters.tasks.backend_sync_sweep_task")

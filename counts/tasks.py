@@ -6,6 +6,7 @@ from datetime import date
 
 from celery import shared_task
 
+from accounts.services import system_actor
 from counts.services.rotation import rotation_plan_all
 
 
@@ -19,4 +20,4 @@ def rotation_plan_week_task(week_start: str | None = None) -> list[int]:
     Returns the ids of the week's rotation runs.
     """
     week = date.fromisoformat(week_start) if week_start else None
-    return [run.pk for run in rotation_plan_all(week_start=week)]
+    return [run.pk for run in rotation_plan_all(week_start=week, actor=system_actor())]

@@ -7,11 +7,14 @@ from decimal import Decimal
 import pytest
 
 from accounts.roles import Role
+from accounts.services import SYSTEM_USERNAME
 from adapters.models import PendingPush, PushState
 from adapters.tasks import push_drain_sweep_task
 from approvals.models import ProposedAction
 from approvals.services import DecisionInput, proposal_decide
+from audit.models import AuditLog
 from config.celery import app
+from inventory.models import InventoryBalance
 from tests.adapters.support import approve_adjustments
 from tests.factories import member
 
@@ -54,3 +57,14 @@ def test_the_sweep_drains_connections_with_work(organization, manager, netsuite,
 
     assert PendingPush.objects.get().state == PushState.ACCEPTED
     assert push_drain_sweep_task() == []
+
+
+def test_work_done_by_tasks_names_the_system_actor(organization, manager, netsuite, synced, eager_celery, client):
+    approve_adjustments(organization, manager, {("NS-0000", "DALLAS-AISLE-1"): -1})
+
+    push_drain_sweep_task()
+
+    balance = InventoryBalance.objects.get(item__sku="NS-0000", location__code="DALLAS-AISLE-1")
+    assert balance.history.first().history_user.username == SYSTEM_USERNAME
+    assert AuditLog.objects.get(tag="inventory_adjustment").actor.username == SYSTEM_USERNAME
+    assert not client.login(username=SYSTEM_USERNAME, password="")

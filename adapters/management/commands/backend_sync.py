@@ -7,6 +7,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from accounts.services import system_actor
 from adapters.interface import BackendError
 from adapters.selectors import ConnectionNotFound, connection_by_name
 from adapters.services import backend_sync
@@ -25,7 +26,7 @@ class Command(BaseCommand):
         except ConnectionNotFound as error:
             raise CommandError(str(error)) from None
         try:
-            result = backend_sync(connection=connection)
+            result = backend_sync(connection=connection, actor=system_actor())
         except BackendError as error:
             raise CommandError(f"sync of {connection.name} failed, mirror unchanged: {error}") from None
         if result.skipped:

@@ -6,6 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from accounts.services import system_actor
 from adapters.selectors import ConnectionNotFound, connection_by_name
 from adapters.services import push_drain
 
@@ -22,7 +23,7 @@ class Command(BaseCommand):
             connection = connection_by_name(name=options["connection"], organization_slug=options["org"])
         except ConnectionNotFound as error:
             raise CommandError(str(error)) from None
-        result = push_drain(connection=connection)
+        result = push_drain(connection=connection, actor=system_actor())
         if result.skipped:
             raise CommandError(f"drain of {connection.name} skipped: {result.skipped}")
         self.stdout.write(
