@@ -38,8 +38,13 @@ _VIEW_PUSHES = ("adapters.view_pendingpush", "adapters.view_pushbatch", "adapter
                 "adapters.view_backendconnection", "adapters.view_externalrecord")  # fmt: skip
 _FIX_PUSHES = ("adapters.change_pushbatch", "adapters.change_paritydrift", "adapters.add_externalrecord",
                "adapters.change_externalrecord")  # fmt: skip
-# Finance imports exported adjustment files into the ERP and says so; managers may too.
-_IMPORT_FILES = ("adapters.mark_imported_pushbatch",)
+# Shops without an API upload the ERP's on-hand as a file, and keep its column mappings.
+_UPLOAD_ONHAND = ("adapters.view_onhandsnapshot", "adapters.add_onhandsnapshot", "adapters.view_onhandcolumnmapping",
+                  "adapters.add_onhandcolumnmapping", "adapters.change_onhandcolumnmapping",
+                  "adapters.delete_onhandcolumnmapping")  # fmt: skip
+# Finance imports exported adjustment files into the ERP and says so, and uploads on-hand files;
+# managers may too.
+_IMPORT_FILES = ("adapters.mark_imported_pushbatch", *_UPLOAD_ONHAND)
 _CONFIGURE_BACKENDS = ("adapters.add_backendconnection", "adapters.change_backendconnection")
 
 # The reason log, the event ledger and webhook deliveries: read by those who answer for decisions;
@@ -47,6 +52,8 @@ _CONFIGURE_BACKENDS = ("adapters.add_backendconnection", "adapters.change_backen
 _VIEW_AUDIT = ("audit.view_auditlog", "audit.view_event", "audit.view_webhooksubscription",
                "audit.view_webhookdelivery", "audit.view_webhookattempt")  # fmt: skip
 _CONFIGURE_WEBHOOKS = ("audit.add_webhooksubscription", "audit.change_webhooksubscription")
+# Export jobs (closed counts, approved adjustments) and their history: managers, finance and admins.
+_EXPORT = ("audit.view_exportjob", "audit.add_exportjob")
 
 # Permission codenames ("app_label.codename") granted to each role's group. Later issues add
 # their models here; the group is re-synced on every migrate.
@@ -64,8 +71,17 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         *_FIX_PUSHES,
         *_IMPORT_FILES,
         *_VIEW_AUDIT,
+        *_EXPORT,
     ),
-    Role.FINANCE: (*_VIEW_MIRROR, *_VIEW_COUNTS, *_REVIEW_PROPOSALS, *_VIEW_PUSHES, *_IMPORT_FILES, *_VIEW_AUDIT),
+    Role.FINANCE: (
+        *_VIEW_MIRROR,
+        *_VIEW_COUNTS,
+        *_REVIEW_PROPOSALS,
+        *_VIEW_PUSHES,
+        *_IMPORT_FILES,
+        *_VIEW_AUDIT,
+        *_EXPORT,
+    ),
     Role.ADMIN: (
         *_VIEW_MIRROR,
         *_VIEW_COUNTS,
@@ -79,6 +95,7 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         *_CONFIGURE_BACKENDS,
         *_VIEW_AUDIT,
         *_CONFIGURE_WEBHOOKS,
+        *_EXPORT,
         "django_celery_beat.view_periodictask",
         "django_celery_beat.change_periodictask",
         "django_celery_beat.view_crontabschedule",

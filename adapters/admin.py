@@ -350,3 +350,6 @@ class ExternalRecordAdmin(OrganizationScopedAdminMixin, SimpleHistoryAdmin):
     search_fields = ["external_id", "item__sku", "location__code", "facility__code"]
     list_select_related = ["connection", "facility", "location", "item"]
     autocomplete_fields = ["item", "location", "facility"]
+
+
+import adapters.file.admin  # noqa: E402,F401  (the file backend's uploads and mappings)

@@ -238,3 +238,7 @@ class ParityDrift(OrganizationOwned):
 
     def __str__(self) -> str:
         return f"drift {self.item_id}@{self.location_id}: {self.difference:+}"
+
+
+# The file backend's models live beside it; importing them here registers them in this app.
+from adapters.file.models import OnHandColumnMapping, OnHandSnapshot  # noqa: E402,F401

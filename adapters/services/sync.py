@@ -3,7 +3,9 @@
 The backend's records map to mirror rows through ExternalRecord. NetSuite-style location
 trees map as: a top-level location is a facility; every location (top-level ones too) is a
 mirror location in that facility, zoned by its branch under the top. Items match by mapping,
-then by SKU; balances are written at the backend's granularity (item × location).
+then by SKU; balances are written at the backend's granularity (item × location). Backends
+that know items by SKU and locations by code (`maps_by_code`: files) keep no mapping and
+create nothing: they name existing items and locations only.
 
 Parity: pushes accepted since the last sync are checked against what the backend reports now,
 before the mirror is overwritten — a match confirms the proposal, a difference is a drift.
@@ -34,7 +36,7 @@ from adapters.models import (
 from adapters.services.connections import ConnectionBusy, connection_worker
 from adapters.services.drain import _proposals_move
 from approvals.models import ProposalState
-from audit.services import audit_log_write
+from audit.services import audit_log_write, event_emit
 from inventory.bulk import update_rows
 from inventory.models import BarcodeKind, Facility, InventoryBalance, Item, ItemBarcode, Location, Zone
 from inventory.services import BalanceSnapshot, balances_record_sync
@@ -77,9 +79,17 @@ def backend_sync(*, connection: BackendConnection, actor: AbstractBaseUser | Non
             locations = list(backend.fetch_locations())
             items = list(backend.fetch_items())
             balances = list(backend.fetch_balances())
+            if backend.maps_by_code and not balances:
+                # A file backend reads the file being applied; without one, silence is not
+                # "zero everywhere" and must not flag every imported adjustment as a drift.
+                result.skipped = "nothing to read: the connection syncs when an on-hand file is applied"
+                return result
             with transaction.atomic():
-                location_ids = _sync_locations(connection, locations, actor, result)
-                item_ids = _sync_items(connection, items, actor, result)
+                if backend.maps_by_code:
+                    location_ids = _locations_by_code(connection, locations, result)
+                else:
+                    location_ids = _sync_locations(connection, locations, actor, result)
+                item_ids = _sync_items(connection, items, actor, result, by_code=backend.maps_by_code)
                 snapshots = _snapshots(balances, item_ids, location_ids, result)
                 _zero_unreported(connection, snapshots, item_ids, location_ids)
                 _check_parity(connection, snapshots, started, actor, result)
@@ -180,6 +190,22 @@ def _sync_locations(
     return mapped
 
 
+def _locations_by_code(
+    connection: BackendConnection, remote: list[RemoteLocation], result: SyncResult
+) -> dict[str, int]:
+    """Existing mirror locations by code (external id → id); a code two facilities share is left out."""
+    found: dict[str, list[int]] = defaultdict(list)
+    codes = {location.external_id for location in remote if location.active}
+    for pk, code in Location.objects.filter(organization_id=connection.organization_id, code__in=codes).values_list(
+        "pk", "code"
+    ):
+        found[code].append(pk)
+    shared = sorted(code for code, pks in found.items() if len(pks) > 1)
+    if shared:
+        result.notes.append(f"location codes used at more than one facility: {', '.join(shared)}")
+    return {code: pks[0] for code, pks in found.items() if len(pks) == 1}
+
+
 def _facility_for(
     connection: BackendConnection,
     top: RemoteLocation,
@@ -212,8 +238,13 @@ def _sync_items(
     remote: list[RemoteItem],
     actor: AbstractBaseUser | None,
     result: SyncResult,
+    *,
+    by_code: bool = False,
 ) -> dict[str, int]:
-    """Map backend items to mirror items (by mapping, then SKU; else create); keep costs current."""
+    """Map backend items to mirror items (by mapping, then SKU; else create); keep costs current.
+
+    `by_code`: by SKU only, keeping no mappings; an unknown SKU is left out rather than created.
+    """
     org = connection.organization_id
     mapped = dict(
         ExternalRecord.objects.filter(connection=connection, kind=ExternalKind.ITEM).values_list(
@@ -236,6 +267,8 @@ def _sync_items(
             sku = remote_item.sku[:64]
             item = by_sku.get(sku)
             if item is None:
+                if by_code:
+                    continue
                 item = Item(
                     organization_id=org,
                     sku=sku,
@@ -273,6 +306,7 @@ def _sync_items(
                 organization_id=org, connection=connection, kind=ExternalKind.ITEM, external_id=external, item=item
             )
             for external, item in to_map.items()
+            if not by_code
         ],
         batch_size=1000,
     )
@@ -388,6 +422,20 @@ def _check_parity(
         )
         drift.pushes.add(*group)
         result.drifts += 1
+        event_emit(
+            organization_id=connection.organization_id,
+            type="parity.drift",
+            payload={
+                "drift": drift.pk,
+                "connection": connection.name,
+                "item": group[0].payload.get("item", ""),
+                "location": group[0].payload.get("location", ""),
+                "expected_on_hand": expected,
+                "backend_on_hand": reported,
+                "difference": reported - expected,
+                "proposals": [push.proposal_id for push in group],
+            },
+        )
     _proposals_move(confirmed, "confirm", actor, "parity confirmed by sync", only_from=ProposalState.PUSHED)
     result.confirmed = len(confirmed)
     PendingPush.objects.filter(pk__in=[push.pk for push in pushes]).update(parity_checked_at=started)
