@@ -201,7 +201,11 @@ def _load_builtin_backends() -> None:
     if "netsuite" not in _REGISTRY:
         import adapters.netsuite  # each backend package registers itself on import
     if "file" not in _REGISTRY:
-        import adapters.file  # noqa: F401
+        import adapters.file
+    if "shopify" not in _REGISTRY:
+        import adapters.shopify
+    if "hotwax" not in _REGISTRY:
+        import adapters.hotwax  # noqa: F401
 
 
 def push_requested(*, organization_id: int) -> None:
