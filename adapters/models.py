@@ -142,6 +142,10 @@ class PushBatch(OrganizationOwned):
     state = models.CharField(max_length=16, choices=BatchState.choices, default=BatchState.PENDING)
     attempts = models.PositiveIntegerField(default=0)
     failures = models.PositiveIntegerField(default=0)
+    outcome_unknown = models.BooleanField(
+        default=False,
+        help_text="A send may have landed (answer lost, worker died): look it up before sending again",
+    )
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     record_id = models.CharField(max_length=128, blank=True, help_text="The backend's record id once accepted")
     last_error = models.TextField(blank=True)

@@ -33,14 +33,13 @@ our id. So one batch is one line (max_batch_lines = 1, one POST), and:
    request may still commit, or another movement may hide it — so the batch is refused as
    OUTCOME_UNPROVABLE naming the item, facility, delta and both quantities, for a person.
    Nothing is ever re-sent after a lost answer.
-4. A batch whose earlier sends this process did not make (the worker died, or a previous
-   drain gave up on it) has no `before` to compare with: `find_batch` answers None and the
-   following `push_adjustments` refuses it as OUTCOME_UNPROVABLE with the line's details,
-   without sending. A person checks HotWax and retries or closes it. The drain treats every
-   batch sent before as in doubt whatever the earlier answers were, so this includes one a
-   previous drain only ever saw refused outright (an outage, an expired token): safe, but a
-   person's work. A drain that remembered which batches' outcome is unknown would let those
-   go out again on their own.
+4. A batch whose outcome is unknown from an earlier drain (its answer was lost, or the worker
+   died while it was out — the drain keeps that as PushBatch.outcome_unknown) has no `before`
+   in this process to compare with: `find_batch` answers None and the following
+   `push_adjustments` refuses it as OUTCOME_UNPROVABLE with the line's details, without
+   sending. A person checks HotWax and retries or closes it. A batch an earlier drain only
+   ever saw refused outright (an outage, an expired token) is not in doubt and simply goes
+   out again.
 
 The read-back's residual risk is a coincidence: another movement of exactly −delta in the
 seconds between the send and the read-back would make an applied variance look unapplied (a

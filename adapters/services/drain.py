@@ -4,8 +4,9 @@ One drain per connection at a time (the worker lease). A drain:
 1. takes back batches a killed worker left in flight (they may have reached the backend);
 2. forms batches from pending pushes — one per backend location, at most the backend's batch
    size — and commits each with its stable external id before anything is sent;
-3. sends due batches, `concurrency` at a time. A batch that was ever sent before is looked up
-   by its external id first, and so is one whose answer was lost: nothing is re-sent blindly;
+3. sends due batches, `concurrency` at a time. A batch whose outcome is unknown — an answer
+   lost, a worker killed while it was out — is looked up by its external id first: nothing is
+   re-sent blindly;
 4. records each outcome in its own transaction: accepted (mirror += delta, reason log, proposal
    pushed), rejected (a person fixes the cause and retries), failed (retried with backoff;
    after PUSH_MAX_FAILURES a person must act).
@@ -85,6 +86,7 @@ class Delivery:
     outcome: str  # accepted | rejected | failed
     receipt: PushReceipt | None = None
     error: str = ""
+    in_doubt: bool = False  # a send of this drain may have landed
 
 
 def push_drain(*, connection: BackendConnection, actor: AbstractBaseUser | None = None) -> DrainResult:
@@ -113,9 +115,10 @@ def _reclaim_in_flight(connection: BackendConnection) -> int:
     for batch in stale:
         batch.state = BatchState.FAILED
         batch.next_attempt_at = now
+        batch.outcome_unknown = True
         batch.last_error = "the worker sending it stopped; it will be looked up before any re-send"
         batch._change_reason = "reclaimed from a stopped worker"
-        batch.save(update_fields=["state", "next_attempt_at", "last_error"])
+        batch.save(update_fields=["state", "next_attempt_at", "outcome_unknown", "last_error"])
     return len(stale)
 
 
@@ -315,7 +318,7 @@ def _send_due_batches(
     )
     if not due:
         return
-    in_doubt = {batch.pk: batch.attempts > 0 for batch in due}
+    in_doubt = {batch.pk: batch.outcome_unknown for batch in due}
     # Committed before any call: a worker killed from here on leaves the batch in flight, and
     # the next drain looks it up before it would send it again.
     with transaction.atomic():
@@ -364,10 +367,10 @@ def _deliver(
                 break
             retry_after = error.retry_after
         except PermanentBackendError as error:
-            return Delivery(batch_id, "rejected", error=str(error))
+            return Delivery(batch_id, "rejected", error=str(error), in_doubt=in_doubt)
         if attempt < backoff.tries - 1:
             time.sleep(backoff.delay(attempt, retry_after))
-    return Delivery(batch_id, "failed", error=last_error)
+    return Delivery(batch_id, "failed", error=last_error, in_doubt=in_doubt)
 
 
 # --- recording outcomes -----------------------------------------------------------------
@@ -404,6 +407,7 @@ def _record(
         result.lines_accepted += len(pushes)
         return
     batch.last_error = delivery.error
+    batch.outcome_unknown = batch.outcome_unknown or delivery.in_doubt
     if delivery.outcome == "rejected":
         batch.state = BatchState.REJECTED
         batch.next_attempt_at = None
@@ -419,7 +423,7 @@ def _record(
         push_state = PushState.FAILED
         result.failed += 1
     batch._change_reason = f"{batch.state}: {delivery.error}"[:100]
-    batch.save(update_fields=["state", "failures", "next_attempt_at", "finished_at", "last_error"])
+    batch.save(update_fields=["state", "failures", "next_attempt_at", "finished_at", "last_error", "outcome_unknown"])
     PendingPush.objects.filter(batch=batch).update(
         state=push_state, last_error=delivery.error, attempts=batch.attempts, updated_at=now
     )

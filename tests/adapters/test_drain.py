@@ -122,7 +122,7 @@ def test_a_worker_killed_after_sending_is_recovered_without_a_double_adjustment(
         push_drain(connection=synced)
     monkeypatch.undo()
     batch = PushBatch.objects.get()
-    assert (batch.state, batch.attempts) == (BatchState.IN_FLIGHT, 1)
+    assert (batch.state, batch.attempts, batch.outcome_unknown) == (BatchState.IN_FLIGHT, 1, False)
     BackendConnection.objects.filter(pk=synced.pk).update(
         worker_lease_owner="drain:dead", worker_lease_until=timezone.now() - timedelta(seconds=1)
     )
@@ -134,6 +134,21 @@ def test_a_worker_killed_after_sending_is_recovered_without_a_double_adjustment(
     assert netsuite.adjustment_posts == 1
     assert netsuite.on_hand(100, 10) == Decimal(99)
     assert mirror(organization)[(SKUS[0], AISLES[0])] == Decimal(99)
+
+
+def test_a_batch_refused_before_it_ran_is_sent_again_without_a_lookup(organization, manager, netsuite, synced):
+    approve_adjustments(organization, manager, {(SKUS[0], AISLES[0]): -1})
+    netsuite.fail_next(5, status=503)  # every inline try of the first drain, refused at the edge
+    push_drain(connection=synced)
+    batch = PushBatch.objects.get()
+    assert (batch.state, batch.outcome_unknown) == (BatchState.FAILED, False)
+    PushBatch.objects.update(next_attempt_at=timezone.now())
+    requests_before = netsuite.requests_made
+
+    push_drain(connection=synced)
+
+    assert netsuite.requests_made - requests_before == 1  # the POST, no GET first
+    assert netsuite.on_hand(100, 10) == Decimal(99)
 
 
 def test_one_writer_per_connection(organization, manager, netsuite, synced):

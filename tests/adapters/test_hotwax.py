@@ -317,9 +317,8 @@ def test_refusals_before_any_effect_are_retried(organization, manager, oms, sync
     assert oms.on_hand("WIDGET-3", "WH") == Decimal(102)
 
 
-def test_a_line_refused_through_a_whole_drain_waits_for_a_person(organization, manager, oms, synced):
-    # The drain calls every batch sent before "in doubt" and does not say why; HotWax cannot
-    # tell, so even a line that was only ever refused outright is not sent again blind.
+def test_a_line_only_ever_refused_outright_goes_out_again(organization, manager, oms, synced):
+    # Refusals prove nothing happened, so the batch is not in doubt: the next drain sends it.
     approve_adjustments(organization, manager, {("WIDGET-3", "WH"): 2})
     sent_before = oms.requests_made
     oms.fail_next(25, status=503)  # five tries of the drain, each read tried five times inline
@@ -327,12 +326,13 @@ def test_a_line_refused_through_a_whole_drain_waits_for_a_person(organization, m
     assert oms.requests_made == sent_before + 25  # the outage is over
     PushBatch.objects.update(next_attempt_at=timezone.now())
 
+    before = oms.on_hand("WIDGET-3", "WH")
     result = push_drain(connection=synced)
 
     batch = PushBatch.objects.get()
-    assert (result.rejected, batch.state) == (1, BatchState.REJECTED)
-    assert "OUTCOME_UNPROVABLE" in batch.last_error
-    assert oms.updates == []
+    assert (result.accepted, batch.state, batch.outcome_unknown) == (1, BatchState.ACCEPTED, False)
+    assert len(oms.updates) == 1
+    assert oms.on_hand("WIDGET-3", "WH") == before + 2
 
 
 def test_a_product_hotwax_knows_by_another_sku_is_refused_and_unchanged(organization, manager, oms, synced):
