@@ -27,6 +27,9 @@ run: export DEBUG ?= 1
 run: install
 	$(BIN)/python manage.py migrate --noinput -v0
 	$(BIN)/python manage.py seed_demo --if-empty
+	@# The embedded default's system of record is files: adjustments are exported as CSV for import.
+	echo '{"layout": "netsuite", "subsidiary": "Demo", "adjustment_account": "Inventory Adjustments"}' \
+		| $(BIN)/python manage.py backend_connect --org demo --kind file --name files --if-missing
 	$(BIN)/python manage.py collectstatic --noinput -v0
 	@echo ""
 	@echo "Cyclecount is starting on http://127.0.0.1:$(PORT)/  (admin: /admin/, API docs: /api/docs/)"

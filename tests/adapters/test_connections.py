@@ -168,3 +168,20 @@ def test_managers_cannot_configure_connections(organization, manager, client):
     assert client.get("/admin/adapters/backendconnection/add/").status_code == 403
     assert client.get(f"/admin/adapters/backendconnection/{connection.pk}/change/").status_code == 200
     assert client.post(f"/admin/adapters/backendconnection/{connection.pk}/change/", {}).status_code == 403
+
+
+def test_set_up_scripts_connect_only_once(organization, monkeypatch):
+    out = io.StringIO()
+    for _ in range(2):
+        monkeypatch.setattr("sys.stdin", io.StringIO('{"layout": "netsuite"}'))
+        call_command(
+            "backend_connect", "--org", "acme", "--kind", "file", "--name", "files", "--if-missing", stdout=out
+        )
+    call_command("backend_connect", "--org", "nobody", "--kind", "file", "--name", "files", "--if-missing", stdout=out)
+
+    assert BackendConnection.objects.get().kind == "file"
+    assert out.getvalue().splitlines()[1:] == [
+        "connection files of acme exists; nothing to do",
+        "no organization 'nobody'; nothing to do",
+    ]
+    assert AuditLog.objects.filter(tag="connection_configured").count() == 1

@@ -9,7 +9,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from accounts.models import Organization
-from adapters.models import BackendKind
+from adapters.models import BackendConnection, BackendKind
 from adapters.services import ConnectionInvalid, backend_connect
 
 
@@ -20,14 +20,28 @@ class Command(BaseCommand):
         parser.add_argument("--org", required=True, help="organization slug")
         parser.add_argument("--kind", required=True, choices=BackendKind.values)
         parser.add_argument("--name", required=True, help="connection name (running again updates it)")
+        parser.add_argument(
+            "--if-missing",
+            action="store_true",
+            help="set-up scripts: do nothing when the connection exists or the organization does not",
+        )
         target = parser.add_mutually_exclusive_group()
         target.add_argument("--push-target", dest="push_target", action="store_true", default=None)
         target.add_argument("--no-push-target", dest="push_target", action="store_false")
 
     def handle(self, *args: Any, **options: Any) -> None:
         organization = Organization.objects.filter(slug=options["org"]).first()
+        if organization is None and options["if_missing"]:
+            self.stdout.write(f"no organization {options['org']!r}; nothing to do")
+            return
         if organization is None:
             raise CommandError(f"no organization with slug {options['org']!r}")
+        if (
+            options["if_missing"]
+            and BackendConnection.objects.filter(organization=organization, name=options["name"]).exists()
+        ):
+            self.stdout.write(f"connection {options['name']} of {organization.slug} exists; nothing to do")
+            return
         raw = sys.stdin.read()
         try:
             values = json.loads(raw or "{}")
