@@ -1,6 +1,11 @@
 from __future__ import annotations
 
+from datetime import datetime
+
+from axes.models import AccessAttempt
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db.models import Max
 
 from accounts.models import Membership, Organization
 
@@ -30,3 +35,13 @@ def organization_for_user(user: AbstractBaseUser | AnonymousUser | None) -> Orga
 def role_for_user(user: AbstractBaseUser | AnonymousUser | None) -> str | None:
     membership = membership_for_user(user)
     return membership.role if membership else None
+
+
+def login_lockout_end(*, username: str | None, ip_address: str | None) -> datetime | None:
+    """When a locked-out username + address may log in again: the last failure plus the cool-off."""
+    last_failure = (
+        AccessAttempt.objects.filter(username=username, ip_address=ip_address)
+        .aggregate(last=Max("attempt_time"))
+        .get("last")
+    )
+    return last_failure + settings.AXES_COOLOFF_TIME if last_failure else None

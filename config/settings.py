@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import secrets
+from datetime import timedelta
 from pathlib import Path
+
+from csp.constants import NONE, SELF, UNSAFE_INLINE
 
 from config.env import (
     BROKER_SCHEMES,
@@ -98,6 +102,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "config.middleware.DatabaseUnavailableMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -239,3 +244,95 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# =========================================================================================
+# Security: login throttling, Content-Security-Policy and headers, API rate limits
+# (README "Security"). Appends to the lists and dicts above rather than rewriting them.
+# =========================================================================================
+INSTALLED_APPS += ["axes", "csp", "drf_spectacular_sidecar"]
+MIDDLEWARE += [
+    "csp.middleware.CSPMiddleware",
+    "config.security.PermissionsPolicyMiddleware",
+    # Last, as django-axes asks: it turns a lockout seen during authenticate() into the lockout page.
+    "axes.middleware.AxesMiddleware",
+]
+
+# --- Login throttling (django-axes) ------------------------------------------------------
+# Every login goes through authenticate() (Django's LoginView, the admin's login): the axes
+# backend refuses a username + IP pair after LOGIN_FAILURE_LIMIT failures until
+# LOGIN_LOCKOUT_MINUTES have passed since the last failure. Attempts are kept in the database.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", default=5)
+_LOCKOUT_MINUTES = env_int("LOGIN_LOCKOUT_MINUTES", default=15)
+if AXES_FAILURE_LIMIT < 1 or _LOCKOUT_MINUTES < 1:
+    raise ConfigurationError("LOGIN_FAILURE_LIMIT and LOGIN_LOCKOUT_MINUTES must be at least 1")
+AXES_COOLOFF_TIME = timedelta(minutes=_LOCKOUT_MINUTES)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+# A try during the lockout does not restart it, so the time on the lockout page stays true.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_LOCKOUT_CALLABLE = "accounts.views.login_locked_out"
+AXES_CLIENT_IP_CALLABLE = "config.security.client_ip"
+AXES_VERBOSE = False
+
+# Behind N reverse proxies the client is the Nth address from the right of X-Forwarded-For;
+# with 0 (the default) it is REMOTE_ADDR. Used by the login lockout and the anonymous API rate.
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", default=0)
+
+# --- Content-Security-Policy (django-csp) and other headers ------------------------------
+# No inline or third-party script anywhere (the API docs use drf-spectacular-sidecar's copy of
+# Swagger UI). Inline style *attributes* remain in templates and in Django's admin, hence
+# 'unsafe-inline' for styles only.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF, UNSAFE_INLINE],
+        "img-src": [SELF, "data:"],
+        "connect-src": [SELF],
+        "worker-src": [SELF],  # the count app's service worker
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    },
+}
+# The count app scans with the phone's camera (BarcodeDetector); nothing else is used.
+PERMISSIONS_POLICY = "camera=(self), microphone=(), geolocation=(), payment=(), usb=()"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+
+SPECTACULAR_SETTINGS |= {
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+
+
+# --- API rate limits (DRF throttling; counters in the default cache) ---------------------
+def _env_rate(name: str, default: str) -> str | None:
+    """A DRF rate such as "1200/min"; "off" disables the limit."""
+    raw = env_str(name) or default
+    if raw.lower() in {"off", "none"}:
+        return None
+    if not re.fullmatch(r"[1-9]\d*/(s|sec|second|m|min|minute|h|hour|d|day)", raw):
+        raise ConfigurationError(f"{name}={raw!r} is not a rate like 1200/min (units: s, min, hour, day) or off")
+    return raw
+
+
+REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"] = [
+    "accounts.throttling.UserBurstRateThrottle",
+    "accounts.throttling.UserSustainedRateThrottle",
+    "accounts.throttling.AnonymousRateThrottle",
+    "accounts.throttling.TokenIssueRateThrottle",
+]
+REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] = {
+    "user_burst": _env_rate("API_RATE_USER_BURST", "100/s"),
+    "user_sustained": _env_rate("API_RATE_USER", "1200/min"),
+    "anon": _env_rate("API_RATE_ANON", "60/min"),
+    "token_issue": _env_rate("API_RATE_TOKEN_ISSUE", "10/hour"),
+}
+REST_FRAMEWORK["NUM_PROXIES"] = TRUSTED_PROXY_COUNT or None

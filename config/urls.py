@@ -1,7 +1,8 @@
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from audit import urls as audit_urls
 from config.health import healthz
 
 admin.site.site_header = "Cyclecount"
@@ -14,8 +15,10 @@ api_patterns = [
     path("", include("counts.urls")),
     path("", include("reconciliation.urls")),
     path("", include("approvals.urls")),
+    path("", include("audit.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    # The split view serves Swagger UI's start-up script as a file, so the CSP needs no inline script.
+    path("docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="docs"),
 ]
 
 urlpatterns = [
@@ -26,4 +29,5 @@ urlpatterns = [
     path("api/", include(api_patterns)),
     path("count/", include("counts.count_urls")),
     path("proposed-actions/", include("approvals.view_urls")),
+    path("trace/", include(audit_urls.page_patterns)),
 ]

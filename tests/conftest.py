@@ -34,6 +34,15 @@ def _static_files_without_manifest(settings):
     }
 
 
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    # Rate-limit counters live in the cache, and user ids repeat between tests.
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+
+
 @pytest.fixture
 def organization(db):
     return OrganizationFactory(name="Acme", slug="acme")

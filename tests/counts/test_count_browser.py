@@ -123,8 +123,9 @@ def open_session(page, run_name: str, action: str = "Start") -> int:
 
 
 def wait_ready(page) -> None:
-    page.wait_for_function("document.documentElement.dataset.countReady === 'true'")
-    page.wait_for_function("document.documentElement.dataset.offlineReady === 'true'")
+    # Selectors, not wait_for_function: the page's CSP forbids the eval that would need.
+    page.wait_for_selector("html[data-count-ready='true']", state="attached")
+    page.wait_for_selector("html[data-offline-ready='true']", state="attached")
 
 
 def scan(page, code: str) -> None:
@@ -139,7 +140,7 @@ def feedback_is(page, status: str) -> None:
 
 
 def wait_synced(page) -> None:
-    page.wait_for_function("document.documentElement.dataset.pending === '0'")
+    page.wait_for_selector("html[data-pending='0']", state="attached")
 
 
 def device_event_ids(page, session_id: int) -> list[str]:
