@@ -14,6 +14,7 @@ with the same CYCLECOUNT_SECRETS_KEYS or re-enter them.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import io
 import json
@@ -26,6 +27,7 @@ from django.apps import apps
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core import serializers
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, models, transaction
 from django.db.migrations.recorder import MigrationRecorder
 from django.utils import timezone
@@ -124,13 +126,30 @@ def organization_export(*, organization: Organization, path: Path) -> ArchiveSum
     return ArchiveSummary(organization=organization.slug, rows=rows)
 
 
+class _ExactJSONEncoder(DjangoJSONEncoder):
+    """Django's encoder cuts datetimes to milliseconds; a backup keeps every microsecond."""
+
+    def default(self, o: object) -> object:
+        if isinstance(o, datetime.datetime):
+            text = o.isoformat()
+            return text[:-6] + "Z" if text.endswith("+00:00") else text
+        if isinstance(o, datetime.time):
+            return o.isoformat()
+        return super().default(o)
+
+
 def _write_model(
     archive: zipfile.ZipFile, manifest: dict, model: type[models.Model], queryset, first: bool = False
 ) -> int:
     name = f"data/{_label(model)}.json"
     buffer = io.StringIO()
     serializers.serialize(
-        "json", queryset.iterator(chunk_size=CHUNK), stream=buffer, use_natural_foreign_keys=True, indent=None
+        "json",
+        queryset.iterator(chunk_size=CHUNK),
+        stream=buffer,
+        use_natural_foreign_keys=True,
+        indent=None,
+        cls=_ExactJSONEncoder,
     )
     text = buffer.getvalue()
     archive.writestr(name, text)
