@@ -192,3 +192,6 @@ class WebhookAttempt(OrganizationOwned):
     def __str__(self) -> str:
         outcome = self.status_code if self.status_code is not None else (self.error[:40] or "no response")
         return f"attempt {self.attempted_at:%Y-%m-%d %H:%M:%S} → {outcome}"
+
+
+from audit.export_models import ExportJob  # noqa: E402,F401

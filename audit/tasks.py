@@ -50,3 +50,6 @@ def events_sweep_task() -> list[int]:
 def webhook_deliveries_sweep_task() -> list[int]:
     """Beat, every minute: claim due retries, released held deliveries and expired leases; queue them."""
     return webhook_deliveries_sweep()
+
+
+from audit import export_tasks  # noqa: E402,F401

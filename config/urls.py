@@ -23,6 +23,7 @@ api_patterns = [
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
+    path("", include("reconciliation.report_urls")),  # before the admin: it serves the admin index with the tile
     path("admin/", admin.site.urls),
     path("accounts/", include("accounts.view_urls")),
     path("accounts/", include("django.contrib.auth.urls")),

@@ -135,6 +135,38 @@ class Variance(OrganizationOwned):
         indexes = [
             models.Index(fields=["run", "routing"]),
             models.Index(fields=["organization", "location", "item", "computed_at"]),
+            # The reports (reconciliation.reports): an organization's current variances over a time
+            # window. Every column their aggregates read is in the key (not INCLUDE, which SQLite
+            # lacks), so they scan the index only.
+            models.Index(
+                fields=[
+                    "organization",
+                    "computed_at",
+                    "facility",
+                    "location",
+                    "item",
+                    "variance_units",
+                    "variance_value",
+                    "book_at_count",
+                    "unit_cost",
+                    "routing",
+                    "id",
+                ],
+                condition=Q(superseded_at__isnull=True),
+                name="variance_report_window",
+            ),
+            # The differences with a value among them (a few percent): the dashboard's top items.
+            models.Index(
+                fields=["organization", "computed_at", "item", "variance_value"],
+                condition=Q(superseded_at__isnull=True) & ~Q(variance_value=0),
+                name="variance_report_valued",
+            ),
+            # Lines whose variance a recount superseded (per-associate quality).
+            models.Index(
+                fields=["organization", "line"],
+                condition=Q(superseded_at__isnull=False),
+                name="variance_superseded_lines",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -381,6 +381,7 @@ def run_close(*, run: CountRun, actor: AbstractBaseUser | None) -> CountRun:
         "adjustments": ProposedAction.objects.filter(run=run).exclude(state__in=CLOSED_WITHOUT_ADJUSTMENT).count(),
     }
     run.close()
+    run.closed_at = timezone.now()
     run._history_user = actor
     run._change_reason = "closed after review"
     run.save()

@@ -16,7 +16,7 @@ def test_the_sweeps_run_every_minute_and_name_registered_tasks(db):
     from config.celery import app
 
     app.loader.import_default_modules()
-    entries = PeriodicTask.objects.select_related("interval").filter(task__startswith="audit.")
+    entries = PeriodicTask.objects.select_related("interval").filter(task__startswith="audit.tasks.")
     tasks = {task.task: task for task in entries}
 
     assert set(tasks) == {"audit.tasks.events_sweep_task", "audit.tasks.webhook_deliveries_sweep_task"}
