@@ -18,4 +18,5 @@ RUN mkdir -p var && DEBUG=1 python manage.py collectstatic --noinput -v0 \
 
 USER cyclecount
 EXPOSE 8000
-CMD ["gunicorn", "config.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3", "--threads", "4", "--access-logfile", "-"]
+# Workers and threads: config/gunicorn.conf.py (WEB_CONCURRENCY, WEB_THREADS).
+CMD ["gunicorn", "--config", "config/gunicorn.conf.py", "--bind", "0.0.0.0:8000", "--access-logfile", "-"]

@@ -400,7 +400,8 @@ class CaptureApi(APIView):
     @extend_schema(request=Input, responses={200: Output, 409: dict})
     def post(self, request: Request) -> Response:
         data = validated(self.Input, request.data)
-        session = _session_for(request, data["session"])
+        sessions = selectors.capture_sessions(organization=request_organization(request), user=request.user)
+        session = get_object_or_404(sessions, pk=data["session"])
         if session.user_id != request.user.pk:
             raise PermissionDenied("Scans go into your own session.")
         with service_errors():

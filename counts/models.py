@@ -221,7 +221,8 @@ class CountEvent(OrganizationOwned):
     """
 
     event_id = models.UUIDField(unique=True, help_text="Assigned by the device; makes retries harmless")
-    session = models.ForeignKey(CountSession, on_delete=models.PROTECT, related_name="events")
+    # No index of its own: (session, location, item) below leads with it (see SessionTally.run).
+    session = models.ForeignKey(CountSession, on_delete=models.PROTECT, related_name="events", db_index=False)
     run = models.ForeignKey(CountRun, on_delete=models.PROTECT, related_name="events")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     device_id = models.CharField(max_length=128, blank=True)
@@ -253,7 +254,10 @@ class SessionTally(OrganizationOwned):
     """What one session has counted for one item at one location (derived from its events)."""
 
     session = models.ForeignKey(CountSession, on_delete=models.CASCADE, related_name="tallies")
-    run = models.ForeignKey(CountRun, on_delete=models.CASCADE, related_name="+")
+    # No index of its own: (run, location, item) below leads with it. A run-only index was a
+    # trap: while a new run is missing from the planner's statistics it looked as cheap, and
+    # rebuilding one count line read every tally of the run, on every scan.
+    run = models.ForeignKey(CountRun, on_delete=models.CASCADE, related_name="+", db_index=False)
     location = models.ForeignKey(Location, on_delete=models.PROTECT, related_name="+")
     item = models.ForeignKey(Item, on_delete=models.PROTECT, related_name="+")
     quantity = models.DecimalField(**QUANTITY, default=Decimal("0"))

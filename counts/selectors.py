@@ -150,11 +150,24 @@ def book_visible_to(*, user: AbstractBaseUser, facility_id: int) -> bool:
     return not FacilityCountSettings.objects.filter(facility_id=facility_id, blind_count=True).exists()
 
 
-def session_list(*, organization: Organization | None, user: AbstractBaseUser) -> QuerySet[CountSession]:
-    sessions = CountSession.objects.for_organization(organization).select_related("run", "run__facility", "user")
+def _visible_sessions(*, organization: Organization | None, user: AbstractBaseUser) -> QuerySet[CountSession]:
+    """Associates see their own sessions; other roles every session of the organization."""
+    sessions = CountSession.objects.for_organization(organization)
     if role_for_user(user) == Role.ASSOCIATE:
         sessions = sessions.filter(user=user)
     return sessions
+
+
+def session_list(*, organization: Organization | None, user: AbstractBaseUser) -> QuerySet[CountSession]:
+    return _visible_sessions(organization=organization, user=user).select_related("run", "run__facility", "user")
+
+
+def capture_sessions(*, organization: Organization | None, user: AbstractBaseUser) -> QuerySet[CountSession]:
+    """The sessions `user` can see, with what capture reads of their run and facility.
+
+    Scanners post every scan on its own, so the count settings ride along in the same query.
+    """
+    return _visible_sessions(organization=organization, user=user).select_related("run__facility__count_settings")
 
 
 def session_tallies(*, session: CountSession) -> QuerySet[SessionTally]:

@@ -4,6 +4,12 @@ An event is validated on its own: a malformed event is rejected with its reasons
 of the batch is stored. Stored events are never dropped — unknown barcodes are kept as
 unmatched, unrequested items as extra, typed quantities a facility forbids as refused — and
 only matched and extra events move the counts. Replaying a batch stores nothing new.
+
+A scanner sends one event per request, so the path keeps to a fixed, small number of queries
+whatever the batch size: the caller's session (with its run, facility and count settings) is
+trusted for what never changes and only its mutable fields are read again under its lock; for a
+single scan the insert itself tells a new event from a stored one, and a new event's outcome is
+known from classifying it, so only replayed events are read back.
 """
 
 from __future__ import annotations
@@ -47,6 +53,8 @@ MAX_QUANTITY = Decimal("99999999999")  # 14 digits with 3 decimals
 # "Last activity" is for people watching sessions; a minute's precision spares a write per scan.
 ACTIVITY_RESOLUTION = timedelta(minutes=1)
 COUNTING_STATUSES = (EventStatus.MATCHED, EventStatus.EXTRA)
+# What a device is told about a stored event: status, refusal reason, item SKU and item name.
+Outcome = tuple[str, str, str, str]
 
 
 class SessionNotCapturing(Exception):
@@ -175,7 +183,11 @@ def count_events_ingest(
 
     Guarantees: a replayed event is counted as a duplicate and changes nothing; every valid
     event is stored, whatever its status; malformed events are listed in `rejected` by index
-    with their field errors and nothing of them is stored.
+    with their field errors and nothing of them is stored. Batches of one session are
+    serialised by its row lock; batches of different sessions never wait for each other.
+
+    `session` may come with its run, facility and count settings already loaded
+    (`selectors.capture_sessions`); they are used as they are.
     """
     if not 1 <= len(events) <= MAX_BATCH:
         raise ValueError(f"send between 1 and {MAX_BATCH} events")
@@ -188,51 +200,91 @@ def count_events_ingest(
         else:
             parsed.append(event)
 
+    stored_ids: set[uuid.UUID] = set()
+    outcomes: dict[uuid.UUID, Outcome] = {}
     with transaction.atomic():
         # The session lock serialises batches of one session, so duplicate checks and tally
-        # updates never race each other.
-        session = (
-            CountSession.objects.select_for_update(of=("self",))
-            .select_related("run", "run__facility", "run__facility__count_settings")
-            .get(pk=session.pk)
+        # updates never race each other. What can change while counting (pause, submit, a
+        # resume on another device, last activity) is read under it; the rest never changes.
+        state, device_id, last_activity_at = (
+            CountSession.objects.select_for_update()
+            .filter(pk=session.pk)
+            .values_list("state", "device_id", "last_activity_at")
+            .get()
         )
-        if session.state != SessionState.ACTIVE:
-            raise SessionNotCapturing(f"session {session.pk} is {session.get_state_display().lower()}")
-        run = session.run
-        stored_ids: set[uuid.UUID] = set()
+        if state != SessionState.ACTIVE:
+            raise SessionNotCapturing(f"session {session.pk} is {SessionState(state).label.lower()}")
         if parsed:
-            stored_ids = _store(session, run, parsed, actor, result)
-    _describe_events(result, events, parsed, stored_ids)
+            capturing = _Capturing(session=session, device_id=device_id, last_activity_at=last_activity_at)
+            stored_ids = _store(capturing, parsed, actor, result, outcomes)
+    _describe_events(result, events, parsed, stored_ids, outcomes)
     return result
 
 
-def _store(
-    session: CountSession, run: CountRun, parsed: list[_Parsed], actor: AbstractBaseUser, result: CaptureResult
-) -> set[uuid.UUID]:
-    """Store the new events of a batch and update the counts; returns the ids stored now."""
-    locations = _resolve_locations(run.facility_id, {event.location_code for event in parsed})
-    fresh: list[_Parsed] = []
-    known_ids = set(
-        CountEvent.objects.filter(event_id__in=[event.event_id for event in parsed]).values_list("event_id", flat=True)
+@dataclass(frozen=True)
+class _Capturing:
+    """The session as read under its lock: the immutable part from the caller, the rest fresh."""
+
+    session: CountSession
+    device_id: str
+    last_activity_at: datetime | None
+
+    @property
+    def run(self) -> CountRun:
+        return self.session.run
+
+
+def _stored_outcomes(event_ids: list[uuid.UUID]) -> dict[uuid.UUID, Outcome]:
+    """The outcome of each of these events that is already stored, by event id."""
+    if not event_ids:
+        return {}
+    stored = (
+        CountEvent.objects.filter(event_id__in=event_ids)
+        .order_by()
+        .values_list("event_id", "status", "refusal_reason", "item__sku", "item__name")
     )
+    return {event_id: (status, reason, sku or "", name or "") for event_id, status, reason, sku, name in stored}
+
+
+def _store(
+    capturing: _Capturing,
+    parsed: list[_Parsed],
+    actor: AbstractBaseUser,
+    result: CaptureResult,
+    outcomes: dict[uuid.UUID, Outcome],
+) -> set[uuid.UUID]:
+    """Store the new events of a batch and update the counts; returns the ids stored now.
+
+    Fills `outcomes` with the outcome of every event of the batch that is stored, now or before.
+    """
+    session, run = capturing.session, capturing.run
+    locations = _resolve_locations(run.facility_id, {event.location_code for event in parsed})
+    if len(parsed) > 1:
+        # A device that lost a response sends the whole batch again: finding its stored events
+        # first spares classifying and inserting them. A single scan is nearly always new, and
+        # the insert alone tells.
+        outcomes.update(_stored_outcomes([event.event_id for event in parsed]))
+    candidates: list[_Parsed] = []
+    seen = set(outcomes)
     for event in parsed:
         if event.location_code not in locations:
             result.rejected.append(
                 {"index": event.index, "errors": {"location": f"no location {event.location_code!r} here"}}
             )
-        elif event.event_id in known_ids:
+        elif event.event_id in seen:
             result.duplicates += 1
         else:
-            known_ids.add(event.event_id)
-            fresh.append(event)
+            seen.add(event.event_id)
+            candidates.append(event)
     result.rejected.sort(key=lambda rejection: rejection["index"])
-    if not fresh:
+    if not candidates:
         return set()
 
-    rows = _classify(session, fresh, locations, actor)
+    rows, items = _classify(capturing, candidates, locations, actor)
     received_at = timezone.now()
-    # ON CONFLICT DO NOTHING … RETURNING names exactly the rows stored now: an id that another
-    # session stored between our check and this insert comes back as a duplicate, not a count.
+    # ON CONFLICT DO NOTHING … RETURNING names exactly the rows stored now: an event stored
+    # before (a single scan sent again, or the same event from another session committed a
+    # moment ago) comes back as a duplicate, not a count.
     stored_ids = {
         uuid.UUID(str(value))
         for value in insert_rows(
@@ -244,8 +296,14 @@ def _store(
         )
     }
     stored = [row for row in rows if row.event_id in stored_ids]
+    for row in stored:
+        outcomes[row.event_id] = (row.status, row.refusal_reason, *items.get(row.item_id, ("", "")))
+    # Events stored before report what was stored then.
+    outcomes.update(_stored_outcomes([row.event_id for row in rows if row.event_id not in stored_ids]))
     result.duplicates += len(rows) - len(stored)
     result.accepted = len(stored)
+    if not stored:
+        return stored_ids
     for row in stored:
         if row.status == EventStatus.UNMATCHED:
             result.unmatched += 1
@@ -258,24 +316,23 @@ def _store(
     if keys:
         tallies_rebuild(session=session, keys=keys, now=received_at)
         lines_rebuild(run=run, keys=keys, now=received_at)
-    if session.last_activity_at is None or received_at - session.last_activity_at > ACTIVITY_RESOLUTION:
+    last_activity_at = capturing.last_activity_at
+    if last_activity_at is None or received_at - last_activity_at > ACTIVITY_RESOLUTION:
         CountSession.objects.filter(pk=session.pk).update(last_activity_at=received_at)
     return stored_ids
 
 
 def _describe_events(
-    result: CaptureResult, events: list[Any], parsed: list[_Parsed], stored_ids: set[uuid.UUID]
+    result: CaptureResult,
+    events: list[Any],
+    parsed: list[_Parsed],
+    stored_ids: set[uuid.UUID],
+    known: dict[uuid.UUID, Outcome],
 ) -> None:
     """One outcome per event sent, in order, so a device can label every scan it queued.
 
     A replayed event reports the status it was stored with the first time, marked duplicate.
     """
-    known = {
-        event_id: (status, reason, sku, name)
-        for event_id, status, reason, sku, name in CountEvent.objects.filter(
-            event_id__in=[event.event_id for event in parsed]
-        ).values_list("event_id", "status", "refusal_reason", "item__sku", "item__name")
-    }
     rejected = {rejection["index"]: rejection["errors"] for rejection in result.rejected}
     by_index = {event.index: event for event in parsed}
     seen: set[uuid.UUID] = set()
@@ -295,8 +352,8 @@ def _describe_events(
                 "status": status,
                 "duplicate": event.event_id not in stored_ids or event.event_id in seen,
                 "reason": reason,
-                "item": sku or "",
-                "item_name": name or "",
+                "item": sku,
+                "item_name": name,
             }
         )
         seen.add(event.event_id)
@@ -307,6 +364,7 @@ def _resolve_locations(facility_id: int, codes: set[str]) -> dict[str, Location]
     found = (
         Location.objects.filter(facility_id=facility_id)
         .filter(Q(code__in=codes) | Q(barcode__in=codes))
+        .order_by()  # the default ordering joins the facility for nothing
         .only("pk", "code", "barcode", "zone_id")
     )
     by_key: dict[str, Location] = {}
@@ -317,29 +375,29 @@ def _resolve_locations(facility_id: int, codes: set[str]) -> dict[str, Location]
 
 
 def _classify(
-    session: CountSession, events: list[_Parsed], locations: dict[str, Location], actor: AbstractBaseUser
-) -> list[CountEvent]:
-    run = session.run
+    capturing: _Capturing, events: list[_Parsed], locations: dict[str, Location], actor: AbstractBaseUser
+) -> tuple[list[CountEvent], dict[int, tuple[str, str]]]:
+    """The event rows to store, and the SKU and name of each item they matched, by item id."""
+    session, run = capturing.session, capturing.run
     try:
         preferences = run.facility.count_settings
     except FacilityCountSettings.DoesNotExist:
         preferences = None
     barcodes = {event.barcode for event in events if event.barcode}
     skus = {event.sku for event in events if event.sku}
-    item_by_barcode = (
-        dict(
-            ItemBarcode.objects.filter(organization_id=run.organization_id, value__in=barcodes).values_list(
-                "value", "item_id"
-            )
-        )
-        if barcodes
-        else {}
-    )
-    item_by_sku = (
-        dict(Item.objects.filter(organization_id=run.organization_id, sku__in=skus).values_list("sku", "pk"))
-        if skus
-        else {}
-    )
+    item_by_barcode: dict[str, int] = {}
+    item_by_sku: dict[str, int] = {}
+    items: dict[int, tuple[str, str]] = {}
+    if barcodes:
+        by_barcode = ItemBarcode.objects.filter(organization_id=run.organization_id, value__in=barcodes).order_by()
+        for value, item_id, sku, name in by_barcode.values_list("value", "item_id", "item__sku", "item__name"):
+            item_by_barcode[value] = item_id
+            items[item_id] = (sku, name)
+    if skus:
+        by_sku = Item.objects.filter(organization_id=run.organization_id, sku__in=skus).order_by()
+        for sku, item_id, name in by_sku.values_list("sku", "pk", "name"):
+            item_by_sku[sku] = item_id
+            items[item_id] = (sku, name)
     requested: set[tuple[int, int]] | None = None
     if run.kind == CountKind.DIRECTED:
         requested = set(CountRequest.objects.filter(run=run).values_list("location_id", "item_id"))
@@ -372,7 +430,7 @@ def _classify(
                 session=session,
                 run=run,
                 user_id=session.user_id,
-                device_id=session.device_id,
+                device_id=capturing.device_id,
                 location=location,
                 item_id=item_id,
                 barcode=event.barcode,
@@ -386,7 +444,7 @@ def _classify(
                 counted_at=event.counted_at,
             )
         )
-    return rows
+    return rows, items
 
 
 def _touched_keys_sql(keys: set[tuple[int, int]]) -> tuple[str, list[int]]:

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from decimal import Decimal
 
 import pytest
+from django.db import connection, transaction
 
 from counts.models import CountEvent, CountKind, CountLine, EventStatus, SessionTally
 from counts.services.capture import SessionNotCapturing, count_events_ingest
 from counts.services.planning import count_run_create, directed_request_add
 from counts.services.preferences import facility_count_settings_update
-from counts.services.sessions import count_session_pause, count_session_start, count_session_submit
+from counts.services.sessions import (
+    count_session_pause,
+    count_session_resume,
+    count_session_start,
+    count_session_submit,
+)
 from tests.counts.conftest import scan
 from tests.factories import InventoryBalanceFactory, ItemBarcodeFactory
 
@@ -234,3 +242,135 @@ def test_items_without_a_balance_have_book_zero(session, associate, warehouse, o
     count_events_ingest(session=session, actor=associate, events=[scan(warehouse.locations[0].code, barcode)])
 
     assert CountLine.objects.get().book_quantity == Decimal("0")
+
+
+def test_a_single_scan_costs_a_fixed_number_of_queries(associate_api, session, warehouse, django_assert_num_queries):
+    location, barcode = warehouse.locations[0].code, warehouse.barcodes[0].value
+    _post(associate_api, session, [scan(location, barcode)])
+
+    # Token and membership, the session with its run, facility and settings, savepoint, the
+    # session lock, locations, items, insert, tallies, lines, release: nothing is read back.
+    with django_assert_num_queries(10):
+        response = _post(associate_api, session, [scan(location, barcode, offset=1)])
+
+    assert response.json()["accepted"] == 1
+
+
+def test_outcomes_name_the_item_for_new_and_replayed_events(associate_api, session, warehouse):
+    location, item = warehouse.locations[0].code, warehouse.items[1]
+    batch = [
+        scan(location, warehouse.barcodes[1].value),
+        {**scan(location, ""), "barcode": None, "sku": item.sku},
+        scan(location, "999999999999"),
+    ]
+
+    first = _post(associate_api, session, batch).json()["events"]
+    replay = _post(associate_api, session, batch).json()["events"]
+
+    expected = [
+        ("matched", item.sku, item.name),
+        ("matched", item.sku, item.name),
+        ("unmatched", "", ""),
+    ]
+    assert [(event["status"], event["item"], event["item_name"]) for event in first] == expected
+    assert [(event["status"], event["item"], event["item_name"]) for event in replay] == expected
+    assert [event["duplicate"] for event in first + replay] == [False] * 3 + [True] * 3
+
+
+def test_a_single_scan_sent_again_is_a_duplicate_reporting_what_was_stored(associate_api, session, warehouse):
+    location, item = warehouse.locations[0].code, warehouse.items[0]
+    matched, unmatched = scan(location, warehouse.barcodes[0].value), scan(location, "999999999999")
+    for event in (matched, unmatched):
+        _post(associate_api, session, [event])
+
+    replies = [_post(associate_api, session, [event]).json() for event in (matched, unmatched)]
+
+    assert [(reply["accepted"], reply["duplicates"], reply["unmatched"]) for reply in replies] == [(0, 1, 0)] * 2
+    outcomes = [reply["events"][0] for reply in replies]
+    assert [(o["status"], o["duplicate"], o["item"], o["item_name"]) for o in outcomes] == [
+        ("matched", True, item.sku, item.name),
+        ("unmatched", True, "", ""),
+    ]
+    assert CountEvent.objects.count() == 2
+    assert SessionTally.objects.get().quantity == Decimal("1")
+
+
+def test_the_per_scan_rebuilds_have_only_their_composite_indexes_to_choose(db):
+    # A single-column run (or session) index looks as cheap to the planner while a new run is
+    # missing from its statistics, and rebuilding one line then reads every tally of the run.
+    with connection.cursor() as cursor:
+        tally_indexes = connection.introspection.get_constraints(cursor, "counts_sessiontally")
+        event_indexes = connection.introspection.get_constraints(cursor, "counts_countevent")
+    tally_columns = [index["columns"] for index in tally_indexes.values() if index["index"]]
+    event_columns = [index["columns"] for index in event_indexes.values() if index["index"]]
+
+    assert ["run_id", "location_id", "item_id"] in tally_columns
+    assert ["run_id"] not in tally_columns
+    assert ["session_id", "location_id", "item_id"] in event_columns
+    assert ["session_id"] not in event_columns
+
+
+def test_what_changes_while_counting_is_read_under_the_session_lock(session, associate, warehouse):
+    location, barcode = warehouse.locations[0].code, warehouse.barcodes[0].value
+    # `session` is the caller's copy; the associate moves to a tablet after it was loaded.
+    count_session_pause(session=session, actor=associate)
+    count_session_resume(session=session, actor=associate, device_id="tablet-2")
+
+    count_events_ingest(session=session, actor=associate, events=[scan(location, barcode)])
+
+    assert session.device_id == "scanner-1"
+    assert CountEvent.objects.get().device_id == "tablet-2"
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_an_event_another_session_stores_meanwhile_is_a_duplicate_with_its_stored_outcome(
+    hard_run, warehouse, associate, second_associate
+):
+    location, barcode = warehouse.locations[0].code, warehouse.barcodes[0].value
+    ours = count_session_start(run=hard_run, user=associate, device_id="a")
+    theirs = count_session_start(run=hard_run, user=second_associate, device_id="b")
+    event = scan(location, barcode)
+    stored_by_them = threading.Event()
+    release_them = threading.Event()
+
+    def store_and_hold() -> None:
+        try:
+            with transaction.atomic():
+                count_events_ingest(session=theirs, actor=second_associate, events=[event])
+                stored_by_them.set()
+                release_them.wait(timeout=30)
+        finally:
+            connection.close()
+
+    def release_once_our_insert_waits() -> None:
+        # Commit theirs only when our INSERT waits on their uncommitted row, so the insert
+        # itself finds the conflict once they commit.
+        try:
+            for _ in range(300):
+                with connection.cursor() as cursor:
+                    cursor.execute(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE %s",
+                        ['INSERT INTO "counts_countevent"%'],
+                    )
+                    if cursor.fetchone()[0]:
+                        break
+                time.sleep(0.05)
+            release_them.set()
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=store_and_hold)
+    holder.start()
+    assert stored_by_them.wait(timeout=30)
+    releaser = threading.Thread(target=release_once_our_insert_waits)
+    releaser.start()
+    result = count_events_ingest(session=ours, actor=associate, events=[event])
+    releaser.join(timeout=30)
+    holder.join(timeout=30)
+
+    assert (result.accepted, result.duplicates) == (0, 1)
+    outcome = result.events[0]
+    assert (outcome["status"], outcome["duplicate"], outcome["item"]) == ("matched", True, warehouse.items[0].sku)
+    assert CountEvent.objects.get().session_id == theirs.pk
+    assert not SessionTally.objects.filter(session=ours).exists()

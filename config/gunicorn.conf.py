@@ -1,0 +1,28 @@
+"""Gunicorn settings for the web process: the Procfile, the Dockerfile and bench/capture_bench.py.
+
+Scanners post one small request per scan, a scan every second or two per associate, each on a
+kept-alive connection. Hence:
+
+- gthread workers: an idle kept-alive connection waits in its worker's poller, not in a thread,
+  and a slow client never holds a whole process (gunicorn faces the network directly in
+  compose.yaml, with no buffering proxy in front);
+- keep-alive outlasts an associate's pause between scans: gunicorn's default of 2 s closed the
+  connection just before the next scan, so a scan often paid for a new connection, or met a
+  connection the server was closing and had to be sent again;
+- one process per core, four threads each so requests' database round trips overlap. On the
+  2-core benchmark machine 2 × 4 gave a lower p95 and less CPU per request than 4 × 2, 3 × 4
+  or 6 sync workers: more processes only compete for the same cores (and with PostgreSQL).
+
+The command line (or GUNICORN_CMD_ARGS) overrides any of these; WEB_CONCURRENCY and WEB_THREADS
+set the pool size (set WEB_CONCURRENCY in a container whose CPU limit is below the host's count).
+"""
+
+from __future__ import annotations
+
+import os
+
+wsgi_app = "config.wsgi"
+worker_class = "gthread"
+workers = int(os.environ.get("WEB_CONCURRENCY") or os.cpu_count() or 1)
+threads = int(os.environ.get("WEB_THREADS") or 4)
+keepalive = 20
