@@ -1,0 +1,334 @@
+"""Load benchmark: a shift of associates scanning through gunicorn into PostgreSQL.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/cyclecount_load .venv/bin/python bench/load_bench.py
+
+It migrates and seeds the database it is given (seed_demo, as bench/capture_bench.py does),
+creates a hard run and one associate per simulated scanner, analyzes the database, starts
+gunicorn with the production settings (config/gunicorn.conf.py) on a spare port, then lets
+every associate open a session and scan one event per second (`--rate`) for `--minutes`
+(default: 200 associates for 10 minutes), each on its own kept-alive connection, as a scanner
+does. Start times are spread over the first second; each associate keeps to its own clock (a
+late answer does not shift the next scan), so the offered load stays at associates × rate.
+
+A scanner never drops a scan: a request that fails (no connection, a timeout, any answer but
+200) is counted as an error and sent again, with the same event id, until it is stored. So the
+figures separate what a person would notice (latency, errors) from what the stock figures
+depend on (lost or doubled events), which the script then checks in the database:
+
+  - lost: an event that was answered 200 but is not stored;
+  - duplicated: an event stored more than once, or counted more than once in its session's
+    tallies (each event here adds 1, so a session's tally total must equal its stored events).
+
+Target (issue #9): 0 errors, 0 lost, 0 duplicated, p95 < 100 ms. Figures go to stdout; nothing
+is asserted. The client is asyncio on raw HTTP/1.1 so that it takes as little of the machine's
+CPU as it can: it shares the cores with gunicorn and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import resource
+import runpy
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from capture_bench import _django_setup, _manage, _percentile  # noqa: E402
+
+REQUEST_TIMEOUT = 10.0
+RETRY_PAUSE = 0.5
+
+
+def prepare(*, skus: int, associates: int) -> dict:
+    """Seed, create the run and one associate per scanner; return tokens, run and scannable pairs."""
+    _manage("migrate", "--noinput", "-v0")
+    _manage("seed_demo", "--skus", str(skus), "--if-empty", "--password", "bench-" + uuid.uuid4().hex)
+    _django_setup()
+    from django.contrib.auth import get_user_model
+    from django.db import connection
+    from rest_framework.authtoken.models import Token
+
+    from accounts.models import Organization
+    from accounts.roles import Role
+    from accounts.services import membership_grant
+    from counts.models import CountKind, CountSession, SessionState
+    from counts.services.planning import count_run_create
+    from inventory.models import Facility, InventoryBalance
+
+    organization = Organization.objects.get(slug="demo")
+    facility = Facility.objects.get(organization=organization, code="WH1")
+    for session in CountSession.objects.filter(user__username__startswith="load", state=SessionState.ACTIVE):
+        session.void()
+        session.save()
+    run = count_run_create(
+        organization=organization,
+        facility=facility,
+        name=f"Load {datetime.now(tz=UTC):%Y%m%d-%H%M%S}",
+        kind=CountKind.HARD,
+        actor=None,
+    )
+    User = get_user_model()
+    tokens = []
+    for n in range(associates):
+        user, _ = User.objects.get_or_create(username=f"load{n:03d}")
+        membership_grant(user=user, organization=organization, role=Role.ASSOCIATE)
+        tokens.append(Token.objects.get_or_create(user=user)[0].key)
+    pairs = list(
+        InventoryBalance.objects.filter(location__facility=facility).values_list(
+            "location__code", "item__barcodes__value"
+        )
+    )
+    with connection.cursor() as cursor:
+        # Planner statistics as autovacuum would have them, and the seed's writes flushed, so
+        # the measurement sees neither plans for empty tables nor the seed's checkpoint.
+        cursor.execute("VACUUM ANALYZE")
+        cursor.execute("CHECKPOINT")
+    return {"run": run.pk, "tokens": tokens, "pairs": pairs}
+
+
+class HttpConnection:
+    """One kept-alive HTTP/1.1 connection, reopened when the server or the network drops it."""
+
+    def __init__(self, host: str, port: int, token: str) -> None:
+        self.host, self.port = host, port
+        self.head = f"Authorization: Token {token}\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        reader, writer = self.reader, self.writer
+        request = f"POST {path} HTTP/1.1\r\n{self.head}Content-Length: {len(body)}\r\n\r\n".encode() + body
+        try:
+            writer.write(request)
+            await writer.drain()
+            status_line = await reader.readline()
+            if not status_line:
+                raise ConnectionError("connection closed by the server")
+            status = int(status_line.split()[1])
+            length, close = 0, False
+            while (line := await reader.readline()) not in (b"\r\n", b""):
+                name, _, value = line.decode("latin-1").partition(":")
+                name = name.strip().lower()
+                if name == "content-length":
+                    length = int(value)
+                elif name == "connection" and value.strip().lower() == "close":
+                    close = True
+            payload = await reader.readexactly(length) if length else b""
+        except BaseException:
+            self.close()
+            raise
+        if close:
+            self.close()
+        return status, payload
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+
+@dataclass
+class Associate:
+    token: str
+    session: int = 0
+    sent: list[str] = field(default_factory=list)  # event ids answered 200
+    latencies_ms: list[float] = field(default_factory=list)
+    first_answer_at: float = 0.0  # monotonic clock
+    last_answer_at: float = 0.0
+    errors: dict[str, int] = field(default_factory=dict)
+
+
+def _event(pair: tuple[str, str]) -> dict:
+    return {
+        "event_id": str(uuid.uuid4()),
+        "location": pair[0],
+        "barcode": pair[1],
+        "quantity": 1,
+        "kind": "add",
+        "mode": "scan",
+        "counted_at": datetime.now(tz=UTC).isoformat(),
+    }
+
+
+async def _open_session(connection: HttpConnection, associate: Associate, run: int, device: str) -> None:
+    body = json.dumps({"run": run, "device_id": device}).encode()
+    status, payload = await connection.post("/api/sessions/", body)
+    if status != 201:
+        raise RuntimeError(f"{device}: starting a session answered {status}: {payload[:200]!r}")
+    associate.session = json.loads(payload)["id"]
+
+
+async def _scan_until_stored(connection: HttpConnection, associate: Associate, event: dict) -> None:
+    body = json.dumps({"session": associate.session, "events": [event]}).encode()
+    while True:
+        started = time.perf_counter()
+        try:
+            status, _ = await asyncio.wait_for(connection.post("/api/inventory/count", body), REQUEST_TIMEOUT)
+        except (OSError, ConnectionError, TimeoutError, asyncio.IncompleteReadError, ValueError) as error:
+            connection.close()
+            kind = type(error).__name__
+        else:
+            elapsed = (time.perf_counter() - started) * 1000
+            if status == 200:
+                associate.latencies_ms.append(elapsed)
+                associate.last_answer_at = time.monotonic()
+                associate.first_answer_at = associate.first_answer_at or associate.last_answer_at
+                associate.sent.append(event["event_id"])
+                return
+            kind = f"HTTP {status}"
+        associate.errors[kind] = associate.errors.get(kind, 0) + 1
+        await asyncio.sleep(RETRY_PAUSE)
+
+
+async def _shift(
+    host: str, port: int, associate: Associate, *, run: int, index: int, pairs: list, rate: float, until: float
+) -> None:
+    connection = HttpConnection(host, port, associate.token)
+    await _open_session(connection, associate, run, f"load-{index:03d}")
+    rng = random.Random(index)
+    interval = 1.0 / rate
+    next_at = time.monotonic() + rng.random() * interval
+    while next_at < until:
+        await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+        await _scan_until_stored(connection, associate, _event(rng.choice(pairs)))
+        next_at += interval
+    connection.close()
+
+
+async def _run_shift(host: str, port: int, setup: dict, *, associates: int, rate: float, seconds: float) -> tuple:
+    """Every associate's shift; returns the crew and how long the scanning lasted."""
+    crew = [Associate(token=token) for token in setup["tokens"][:associates]]
+    # Sessions open in the first seconds (a shift's start is not what we measure).
+    until = time.monotonic() + 5 + seconds
+    await asyncio.gather(
+        *(
+            _shift(host, port, associate, run=setup["run"], index=i, pairs=setup["pairs"], rate=rate, until=until)
+            for i, associate in enumerate(crew)
+        )
+    )
+    answered = [associate for associate in crew if associate.first_answer_at]
+    if not answered:
+        return crew, 0.0
+    return crew, max(a.last_answer_at for a in answered) - min(a.first_answer_at for a in answered)
+
+
+def verify(crew: list[Associate]) -> dict:
+    """Compare what the server acknowledged with what the database holds."""
+    from django.db.models import Count, Sum
+
+    from counts.models import CountEvent, SessionTally
+
+    acknowledged = [event_id for associate in crew for event_id in associate.sent]
+    sessions = [associate.session for associate in crew]
+    stored = CountEvent.objects.filter(session_id__in=sessions)
+    stored_ids = {str(value) for value in stored.values_list("event_id", flat=True)}
+    rows_per_id = stored.values("event_id").annotate(rows=Count("pk")).filter(rows__gt=1).count()
+    tallies = dict(
+        SessionTally.objects.filter(session_id__in=sessions)
+        .values_list("session_id")
+        .annotate(total=Sum("quantity"))
+        .values_list("session_id", "total")
+    )
+    events_per_session = dict(
+        stored.filter(status__in=("matched", "extra"))
+        .values_list("session_id")
+        .annotate(events=Count("pk"))
+        .values_list("session_id", "events")
+    )
+    over_counted = sum(1 for session, events in events_per_session.items() if int(tallies.get(session, 0)) != events)
+    return {
+        "acknowledged": len(acknowledged),
+        "stored": len(stored_ids),
+        "lost": len(set(acknowledged) - stored_ids),
+        "stored_twice": rows_per_id,
+        "sessions_miscounted": over_counted,
+        "unasked": len(stored_ids - set(acknowledged)),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--skus", type=int, default=20000)
+    parser.add_argument("--associates", type=int, default=200)
+    parser.add_argument("--rate", type=float, default=1.0, help="scans per second per associate")
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--workers", type=int, help="gunicorn workers (default: config/gunicorn.conf.py)")
+    parser.add_argument("--threads", type=int, help="threads per worker (default: config/gunicorn.conf.py)")
+    parser.add_argument("--port", type=int, default=8766)
+    args = parser.parse_args()
+    if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
+        sys.exit("Set DATABASE_URL to a PostgreSQL database (the benchmark is for the production database).")
+    # 200 kept-alive connections need as many descriptors, plus the server's.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 4096)), hard))
+
+    setup = prepare(skus=args.skus, associates=args.associates)
+    print(f"warehouse: {args.skus:,} SKUs, {len(setup['pairs']):,} item × location lines; run {setup['run']}")
+    conf = runpy.run_path(str(ROOT / "config" / "gunicorn.conf.py"))
+    workers, threads = args.workers or conf["workers"], args.threads or conf["threads"]
+    server = subprocess.Popen(  # noqa: S603
+        [sys.executable, "-m", "gunicorn", "--config", "config/gunicorn.conf.py", "--bind", f"127.0.0.1:{args.port}",
+         "--workers", str(workers), "--threads", str(threads), "--log-level", "warning"],
+        cwd=ROOT, env={**os.environ, "ALLOWED_HOSTS": "127.0.0.1"},
+    )  # fmt: skip
+    try:
+        import requests
+
+        for _ in range(100):
+            try:
+                if requests.get(f"http://127.0.0.1:{args.port}/healthz", timeout=5).status_code == 200:
+                    break
+            except requests.RequestException:
+                time.sleep(0.2)
+        print(f"server: gunicorn {conf['worker_class']}, {workers} workers × {threads} threads, "
+              f"keep-alive {conf['keepalive']} s, on {os.cpu_count()} CPU cores")  # fmt: skip
+        offered = args.associates * args.rate
+        print(f"load: {args.associates} associates × {args.rate:g} scan/s = {offered:,.0f} req/s offered "
+              f"for {args.minutes:g} min")  # fmt: skip
+        seconds = args.minutes * 60
+        cpu_before = os.times()
+        crew, elapsed = asyncio.run(
+            _run_shift("127.0.0.1", args.port, setup, associates=args.associates, rate=args.rate, seconds=seconds)
+        )
+        cpu_after = os.times()
+        load = os.getloadavg()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+    latencies = [value for associate in crew for value in associate.latencies_ms]
+    errors: dict[str, int] = {}
+    for associate in crew:
+        for kind, number in associate.errors.items():
+            errors[kind] = errors.get(kind, 0) + number
+    client_cpu = (cpu_after.user - cpu_before.user) + (cpu_after.system - cpu_before.system)
+    elapsed = max(elapsed, 1e-9)
+    print(f"stored answers: {len(latencies):,} in {elapsed:,.0f} s = {len(latencies) / elapsed:,.1f} req/s "
+          f"(load average {load[0]:.2f}; the client itself used {client_cpu / elapsed:.0%} of one core)")  # fmt: skip
+    if latencies:
+        print(f"latency: p50 {_percentile(latencies, 0.50):.1f} ms, p95 {_percentile(latencies, 0.95):.1f} ms, "
+              f"p99 {_percentile(latencies, 0.99):.1f} ms, max {max(latencies):.1f} ms")  # fmt: skip
+    print(f"errors: {sum(errors.values())} {errors or ''}".rstrip())
+    checked = verify(crew)
+    print(f"database: {checked['acknowledged']:,} acknowledged, {checked['stored']:,} stored; "
+          f"lost {checked['lost']}, stored twice {checked['stored_twice']}, "
+          f"sessions whose tallies disagree with their events {checked['sessions_miscounted']}, "
+          f"stored but never acknowledged {checked['unasked']}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
