@@ -45,6 +45,14 @@ class ReadOnlyAdmin(OrganizationScopedAdminMixin, SimpleHistoryAdmin):
         return False
 
 
+class WriteOnlyTextarea(forms.Textarea):
+    """A textarea that never renders a value: a form shown again after an error must not echo
+    the secrets typed into it (the same rule as PasswordInput(render_value=False))."""
+
+    def format_value(self, value: Any) -> None:
+        return None
+
+
 class ConnectionForm(forms.ModelForm):
     settings_json = forms.CharField(
         label="Settings (JSON)",
@@ -55,8 +63,9 @@ class ConnectionForm(forms.ModelForm):
     new_secrets = forms.CharField(
         label="New secrets (JSON, write-only)",
         required=False,
-        widget=forms.Textarea(attrs={"rows": 4, "cols": 80, "autocomplete": "off"}),
-        help_text="Only what changes; secrets left out keep their stored value. Never shown again after saving.",
+        widget=WriteOnlyTextarea(attrs={"rows": 4, "cols": 80, "autocomplete": "off"}),
+        help_text="Only what changes; secrets left out keep their stored value. Never shown again, "
+        "not even when the form is refused: type them again then.",
     )
 
     class Meta:
@@ -89,6 +98,7 @@ class ConnectionForm(forms.ModelForm):
         secret_keys = set(backend_spec(kind).secret_keys) if kind in BackendKind.values else set()
         misplaced = sorted(set(settings_values) & secret_keys)
         if misplaced:
+            self._scrub_settings_echo({key: value for key, value in settings_values.items() if key not in secret_keys})
             raise forms.ValidationError({"settings_json": f"secrets belong in 'New secrets': {', '.join(misplaced)}"})
         try:
             stored = secrets_decrypt(self.instance.secrets_encrypted) if self.instance.pk else {}
@@ -100,6 +110,12 @@ class ConnectionForm(forms.ModelForm):
             raise forms.ValidationError("; ".join(f"{field}: {message}" for field, message in errors.items()))
         cleaned["values"] = values
         return cleaned
+
+    def _scrub_settings_echo(self, settings_values: dict[str, Any]) -> None:
+        # The refused form is shown again from the submitted data: a secret typed into the
+        # settings box by mistake is dropped from what goes back to the browser.
+        self.data = self.data.copy()
+        self.data[self.add_prefix("settings_json")] = json.dumps(settings_values, indent=2, sort_keys=True)
 
 
 @admin.register(BackendConnection)
