@@ -400,13 +400,16 @@ class CaptureApi(APIView):
     @extend_schema(request=Input, responses={200: Output, 409: dict})
     def post(self, request: Request) -> Response:
         data = validated(self.Input, request.data)
-        sessions = selectors.capture_sessions(organization=request_organization(request), user=request.user)
-        session = get_object_or_404(sessions, pk=data["session"])
-        if session.user_id != request.user.pk:
+        owner = selectors.session_owner(
+            organization=request_organization(request), user=request.user, session_id=data["session"]
+        )
+        if owner is None:
+            raise Http404("No such session.")
+        if owner != request.user.pk:
             raise PermissionDenied("Scans go into your own session.")
         with service_errors():
             result = count_events_ingest(
-                session=session,
+                session=data["session"],
                 actor=request.user,
                 events=data["events"],
                 allowed_modes=frozenset({EventMode.SCAN, EventMode.MANUAL}),

@@ -162,12 +162,14 @@ def session_list(*, organization: Organization | None, user: AbstractBaseUser) -
     return _visible_sessions(organization=organization, user=user).select_related("run", "run__facility", "user")
 
 
-def capture_sessions(*, organization: Organization | None, user: AbstractBaseUser) -> QuerySet[CountSession]:
-    """The sessions `user` can see, with what capture reads of their run and facility.
+def session_owner(*, organization: Organization | None, user: AbstractBaseUser, session_id: int) -> int | None:
+    """The user id of the session's associate, or None when `user` cannot see the session.
 
-    Scanners post every scan on its own, so the count settings ride along in the same query.
+    The capture API's one check before a scan: scanners post every scan on its own, and the
+    capture service reads the rest of the session under its lock.
     """
-    return _visible_sessions(organization=organization, user=user).select_related("run__facility__count_settings")
+    visible = _visible_sessions(organization=organization, user=user).filter(pk=session_id).order_by()
+    return visible.values_list("user_id", flat=True).first()
 
 
 def session_tallies(*, session: CountSession) -> QuerySet[SessionTally]:

@@ -6,16 +6,17 @@ unmatched, unrequested items as extra, typed quantities a facility forbids as re
 only matched and extra events move the counts. Replaying a batch stores nothing new.
 
 A scanner sends one event per request, so the path keeps to a fixed, small number of queries
-whatever the batch size: the caller's session (with its run, facility and count settings) is
-trusted for what never changes and only its mutable fields are read again under its lock; for a
-single scan the insert itself tells a new event from a stored one, and a new event's outcome is
-known from classifying it, so only replayed events are read back.
+whatever the batch size: everything capture needs of the session, its run and its facility's
+count rules is read in one query that also takes the session's lock; for a single scan the
+insert itself tells a new event from a stored one, and a new event's outcome is known from
+classifying it, so only replayed events are read back.
 """
 
 from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -23,7 +24,6 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
-from django.db.models import Q
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -161,7 +161,7 @@ def _parse(index: int, raw: Any, *, allowed_modes: set[str]) -> tuple[_Parsed | 
     )
 
 
-def _barcode_refusal(barcode: str, preferences: FacilityCountSettings | None) -> str:
+def _barcode_refusal(barcode: str, preferences: _CountRules | None) -> str:
     if not barcode or preferences is None:
         return ""
     if preferences.barcode_format == "gs1" and not is_valid_gs1(barcode):
@@ -174,7 +174,7 @@ def _barcode_refusal(barcode: str, preferences: FacilityCountSettings | None) ->
 
 def count_events_ingest(
     *,
-    session: CountSession,
+    session: CountSession | int,
     actor: AbstractBaseUser,
     events: list[Any],
     allowed_modes: frozenset[str] = frozenset({EventMode.SCAN, EventMode.MANUAL}),
@@ -186,8 +186,7 @@ def count_events_ingest(
     with their field errors and nothing of them is stored. Batches of one session are
     serialised by its row lock; batches of different sessions never wait for each other.
 
-    `session` may come with its run, facility and count settings already loaded
-    (`selectors.capture_sessions`); they are used as they are.
+    `session` is a session or its id: what capture needs of it is read again under its lock.
     """
     if not 1 <= len(events) <= MAX_BATCH:
         raise ValueError(f"send between 1 and {MAX_BATCH} events")
@@ -200,38 +199,83 @@ def count_events_ingest(
         else:
             parsed.append(event)
 
+    session_id = session if isinstance(session, int) else session.pk
     stored_ids: set[uuid.UUID] = set()
     outcomes: dict[uuid.UUID, Outcome] = {}
     with transaction.atomic():
         # The session lock serialises batches of one session, so duplicate checks and tally
-        # updates never race each other. What can change while counting (pause, submit, a
-        # resume on another device, last activity) is read under it; the rest never changes.
-        state, device_id, last_activity_at = (
-            CountSession.objects.select_for_update()
-            .filter(pk=session.pk)
-            .values_list("state", "device_id", "last_activity_at")
-            .get()
-        )
-        if state != SessionState.ACTIVE:
-            raise SessionNotCapturing(f"session {session.pk} is {SessionState(state).label.lower()}")
+        # updates never race each other; what can change while counting (pause, submit, a
+        # resume on another device) is read under it.
+        capturing = _lock_for_capture(session_id)
+        if capturing.state != SessionState.ACTIVE:
+            raise SessionNotCapturing(f"session {session_id} is {SessionState(capturing.state).label.lower()}")
         if parsed:
-            capturing = _Capturing(session=session, device_id=device_id, last_activity_at=last_activity_at)
             stored_ids = _store(capturing, parsed, actor, result, outcomes)
     _describe_events(result, events, parsed, stored_ids, outcomes)
     return result
 
 
 @dataclass(frozen=True)
+class _CountRules:
+    """The facility's count settings that decide an event's status."""
+
+    require_scan: bool
+    barcode_format: str
+    barcode_pattern: str
+
+
+@dataclass(frozen=True)
 class _Capturing:
-    """The session as read under its lock: the immutable part from the caller, the rest fresh."""
+    """What capture needs of a session, its run and its facility, read under the session's lock."""
 
-    session: CountSession
+    session_id: int
+    organization_id: int
+    user_id: int
+    state: str
     device_id: str
-    last_activity_at: datetime | None
+    activity_stale: bool  # last activity older than ACTIVITY_RESOLUTION (or none yet)
+    run_id: int
+    run_kind: str
+    facility_id: int
+    rules: _CountRules | None  # None: the facility keeps the default settings
 
-    @property
-    def run(self) -> CountRun:
-        return self.session.run
+
+def _lock_for_capture(session_id: int) -> _Capturing:
+    """Lock the session's row and read, in the same query, what capturing into it needs.
+
+    Plain SQL and plain values: a scanner sends one scan per request, and composing the query
+    and building session, run, facility and settings objects cost more than running it.
+    """
+    lock = " FOR UPDATE OF s" if connection.features.has_select_for_update_of else ""
+    sql = (
+        "SELECT s.organization_id, s.user_id, s.state, s.device_id, "  # noqa: S608 - names are ours
+        "       CASE WHEN s.last_activity_at IS NULL OR s.last_activity_at < %s THEN 1 ELSE 0 END, "
+        "       s.run_id, r.kind, r.facility_id, c.id, c.require_scan, c.barcode_format, c.barcode_pattern "
+        f"FROM {CountSession._meta.db_table} s "
+        f"JOIN {CountRun._meta.db_table} r ON r.id = s.run_id "
+        f"LEFT JOIN {FacilityCountSettings._meta.db_table} c ON c.facility_id = r.facility_id "
+        f"WHERE s.id = %s{lock}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [adapt(timezone.now() - ACTIVITY_RESOLUTION), session_id])
+        row = cursor.fetchone()
+    if row is None:
+        raise CountSession.DoesNotExist(f"no session {session_id}")
+    organization_id, user_id, state, device_id, stale, run_id, kind, facility_id, rules_id, *rules = row
+    return _Capturing(
+        session_id=session_id,
+        organization_id=organization_id,
+        user_id=user_id,
+        state=state,
+        device_id=device_id,
+        activity_stale=bool(stale),
+        run_id=run_id,
+        run_kind=kind,
+        facility_id=facility_id,
+        rules=None
+        if rules_id is None
+        else _CountRules(require_scan=bool(rules[0]), barcode_format=rules[1], barcode_pattern=rules[2]),
+    )
 
 
 def _stored_outcomes(event_ids: list[uuid.UUID]) -> dict[uuid.UUID, Outcome]:
@@ -257,8 +301,7 @@ def _store(
 
     Fills `outcomes` with the outcome of every event of the batch that is stored, now or before.
     """
-    session, run = capturing.session, capturing.run
-    locations = _resolve_locations(run.facility_id, {event.location_code for event in parsed})
+    locations = _resolve_locations(capturing.facility_id, {event.location_code for event in parsed})
     if len(parsed) > 1:
         # A device that lost a response sends the whole batch again: finding its stored events
         # first spares classifying and inserting them. A single scan is nearly always new, and
@@ -314,11 +357,22 @@ def _store(
 
     keys = {(row.location_id, row.item_id) for row in stored if row.status in COUNTING_STATUSES}
     if keys:
-        tallies_rebuild(session=session, keys=keys, now=received_at)
-        lines_rebuild(run=run, keys=keys, now=received_at)
-    last_activity_at = capturing.last_activity_at
-    if last_activity_at is None or received_at - last_activity_at > ACTIVITY_RESOLUTION:
-        CountSession.objects.filter(pk=session.pk).update(last_activity_at=received_at)
+        tallies_rebuild(
+            session_id=capturing.session_id,
+            organization_id=capturing.organization_id,
+            run_id=capturing.run_id,
+            keys=keys,
+            now=received_at,
+        )
+        lines_rebuild(
+            run_id=capturing.run_id,
+            organization_id=capturing.organization_id,
+            directed=capturing.run_kind == CountKind.DIRECTED,
+            keys=keys,
+            now=received_at,
+        )
+    if capturing.activity_stale:
+        CountSession.objects.filter(pk=capturing.session_id).update(last_activity_at=received_at)
     return stored_ids
 
 
@@ -359,55 +413,69 @@ def _describe_events(
         seen.add(event.event_id)
 
 
-def _resolve_locations(facility_id: int, codes: set[str]) -> dict[str, Location]:
-    """Location by code or by its barcode (a scanned bin label)."""
-    found = (
-        Location.objects.filter(facility_id=facility_id)
-        .filter(Q(code__in=codes) | Q(barcode__in=codes))
-        .order_by()  # the default ordering joins the facility for nothing
-        .only("pk", "code", "barcode", "zone_id")
+def _placeholders(values: Sequence[Any]) -> str:
+    return ", ".join(["%s"] * len(values))
+
+
+def _resolve_locations(facility_id: int, codes: set[str]) -> dict[str, int]:
+    """Location id by code or by its barcode (a scanned bin label)."""
+    wanted = sorted(codes)
+    sql = (
+        f"SELECT id, code, barcode FROM {Location._meta.db_table} "  # noqa: S608 - names are ours
+        f"WHERE facility_id = %s AND (code IN ({_placeholders(wanted)}) OR barcode IN ({_placeholders(wanted)}))"
     )
-    by_key: dict[str, Location] = {}
-    for location in found:
-        by_key[location.barcode] = location
-        by_key[location.code] = location
+    by_key: dict[str, int] = {}
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [facility_id, *wanted, *wanted])
+        for location_id, code, barcode in cursor.fetchall():
+            by_key[barcode] = location_id
+            by_key[code] = location_id
     return by_key
 
 
+def _items_by_barcode(organization_id: int, barcodes: set[str]) -> list[tuple[str, int, str, str]]:
+    """(barcode, item id, SKU, name) of each of these barcodes the organization knows."""
+    wanted = sorted(barcodes)
+    sql = (
+        f"SELECT b.value, b.item_id, i.sku, i.name FROM {ItemBarcode._meta.db_table} b "  # noqa: S608
+        f"JOIN {Item._meta.db_table} i ON i.id = b.item_id "
+        f"WHERE b.organization_id = %s AND b.value IN ({_placeholders(wanted)})"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [organization_id, *wanted])
+        return cursor.fetchall()
+
+
 def _classify(
-    capturing: _Capturing, events: list[_Parsed], locations: dict[str, Location], actor: AbstractBaseUser
+    capturing: _Capturing, events: list[_Parsed], locations: dict[str, int], actor: AbstractBaseUser
 ) -> tuple[list[CountEvent], dict[int, tuple[str, str]]]:
     """The event rows to store, and the SKU and name of each item they matched, by item id."""
-    session, run = capturing.session, capturing.run
-    try:
-        preferences = run.facility.count_settings
-    except FacilityCountSettings.DoesNotExist:
-        preferences = None
+    organization_id, preferences = capturing.organization_id, capturing.rules
     barcodes = {event.barcode for event in events if event.barcode}
     skus = {event.sku for event in events if event.sku}
     item_by_barcode: dict[str, int] = {}
     item_by_sku: dict[str, int] = {}
     items: dict[int, tuple[str, str]] = {}
     if barcodes:
-        by_barcode = ItemBarcode.objects.filter(organization_id=run.organization_id, value__in=barcodes).order_by()
-        for value, item_id, sku, name in by_barcode.values_list("value", "item_id", "item__sku", "item__name"):
+        for value, item_id, sku, name in _items_by_barcode(organization_id, barcodes):
             item_by_barcode[value] = item_id
             items[item_id] = (sku, name)
     if skus:
-        by_sku = Item.objects.filter(organization_id=run.organization_id, sku__in=skus).order_by()
+        by_sku = Item.objects.filter(organization_id=organization_id, sku__in=skus).order_by()
         for sku, item_id, name in by_sku.values_list("sku", "pk", "name"):
             item_by_sku[sku] = item_id
             items[item_id] = (sku, name)
     requested: set[tuple[int, int]] | None = None
-    if run.kind == CountKind.DIRECTED:
-        requested = set(CountRequest.objects.filter(run=run).values_list("location_id", "item_id"))
+    if capturing.run_kind == CountKind.DIRECTED:
+        requested = set(CountRequest.objects.filter(run_id=capturing.run_id).values_list("location_id", "item_id"))
     scoped_location_ids: set[int] | None = None
-    if run.kind == CountKind.CYCLE:
-        scoped_location_ids = set(run.locations.values_list("pk", flat=True)) or None
+    if capturing.run_kind == CountKind.CYCLE:
+        in_scope = CountRun.locations.through.objects.filter(countrun_id=capturing.run_id)
+        scoped_location_ids = set(in_scope.values_list("location_id", flat=True)) or None
 
     rows = []
     for event in events:
-        location = locations[event.location_code]
+        location_id = locations[event.location_code]
         item_id = item_by_barcode.get(event.barcode) if event.barcode else item_by_sku.get(event.sku)
         status, refusal = EventStatus.MATCHED, ""
         if event.mode == EventMode.MANUAL and preferences is not None and preferences.require_scan:
@@ -416,22 +484,22 @@ def _classify(
             status = EventStatus.REFUSED
         elif item_id is None:
             status = EventStatus.UNMATCHED
-        elif requested is not None and (location.pk, item_id) not in requested:
+        elif requested is not None and (location_id, item_id) not in requested:
             if event.mode == EventMode.MANUAL:
                 status, refusal = EventStatus.REFUSED, "items that were not requested can't be added by hand"
             else:
                 status = EventStatus.EXTRA
-        elif scoped_location_ids is not None and location.pk not in scoped_location_ids:
+        elif scoped_location_ids is not None and location_id not in scoped_location_ids:
             status = EventStatus.EXTRA
         rows.append(
             CountEvent(
-                organization_id=run.organization_id,
+                organization_id=organization_id,
                 event_id=event.event_id,
-                session=session,
-                run=run,
-                user_id=session.user_id,
+                session_id=capturing.session_id,
+                run_id=capturing.run_id,
+                user_id=capturing.user_id,
                 device_id=capturing.device_id,
-                location=location,
+                location_id=location_id,
                 item_id=item_id,
                 barcode=event.barcode,
                 sku=event.sku,
@@ -479,7 +547,9 @@ SET quantity = excluded.quantity, updated_at = excluded.updated_at
 """
 
 
-def tallies_rebuild(*, session: CountSession, keys: set[tuple[int, int]], now: datetime) -> None:
+def tallies_rebuild(
+    *, session_id: int, organization_id: int, run_id: int, keys: set[tuple[int, int]], now: datetime
+) -> None:
     """Recompute the session's tally for each item × location from its stored events, in SQL.
 
     Events are replayed newest first: the tally is the latest `set` plus every `add` after it
@@ -488,7 +558,7 @@ def tallies_rebuild(*, session: CountSession, keys: set[tuple[int, int]], now: d
     """
     touched, touched_params = _touched_keys_sql(keys)
     sql = _TALLIES_SQL.format(touched=touched, statuses=_COUNTING_STATUS_SQL)
-    params = [*touched_params, session.pk, session.organization_id, session.pk, session.run_id, adapt(now)]
+    params = [*touched_params, session_id, organization_id, session_id, run_id, adapt(now)]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
 
@@ -533,7 +603,9 @@ SET counted_quantity = excluded.counted_quantity, last_counted_at = excluded.las
 """
 
 
-def lines_rebuild(*, run: CountRun, keys: set[tuple[int, int]], now: datetime) -> None:
+def lines_rebuild(
+    *, run_id: int, organization_id: int, directed: bool, keys: set[tuple[int, int]], now: datetime
+) -> None:
     """Bring the run's count lines for `keys` up to date with the sessions' tallies, in SQL.
 
     Counted = the latest recount session's tally when one exists, else the sum over sessions
@@ -544,11 +616,11 @@ def lines_rebuild(*, run: CountRun, keys: set[tuple[int, int]], now: datetime) -
     moment = adapt(now)
     params = [
         *touched_params,
-        run.pk,
-        run.organization_id,
-        run.pk,
-        run.kind == CountKind.DIRECTED,
-        run.pk,
+        run_id,
+        organization_id,
+        run_id,
+        directed,
+        run_id,
         True,
         False,
         moment,

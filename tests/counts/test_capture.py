@@ -5,12 +5,13 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 from django.db import connection, transaction
 
-from counts.models import CountEvent, CountKind, CountLine, EventStatus, SessionTally
+from counts.models import CountEvent, CountKind, CountLine, CountSession, EventStatus, SessionTally
 from counts.services.capture import SessionNotCapturing, count_events_ingest
 from counts.services.planning import count_run_create, directed_request_add
 from counts.services.preferences import facility_count_settings_update
@@ -248,12 +249,44 @@ def test_a_single_scan_costs_a_fixed_number_of_queries(associate_api, session, w
     location, barcode = warehouse.locations[0].code, warehouse.barcodes[0].value
     _post(associate_api, session, [scan(location, barcode)])
 
-    # Token and membership, the session with its run, facility and settings, savepoint, the
-    # session lock, locations, items, insert, tallies, lines, release: nothing is read back.
+    # Token and membership, whose session it is, savepoint, the session locked with its run and
+    # the facility's count rules, locations, items, insert, tallies, lines, release: nothing is
+    # read back, and last activity is written at most once a minute.
     with django_assert_num_queries(10):
         response = _post(associate_api, session, [scan(location, barcode, offset=1)])
 
     assert response.json()["accepted"] == 1
+
+
+def test_last_activity_is_written_at_most_once_a_minute(session, associate, warehouse):
+    location, barcode = warehouse.locations[0].code, warehouse.barcodes[0].value
+    count_events_ingest(session=session, actor=associate, events=[scan(location, barcode)])
+    session.refresh_from_db()
+    first = session.last_activity_at
+    assert first is not None
+
+    count_events_ingest(session=session.pk, actor=associate, events=[scan(location, barcode, offset=1)])
+    session.refresh_from_db()
+    assert session.last_activity_at == first
+
+    CountSession.objects.filter(pk=session.pk).update(last_activity_at=first - timedelta(minutes=2))
+    count_events_ingest(session=session.pk, actor=associate, events=[scan(location, barcode, offset=2)])
+    session.refresh_from_db()
+    assert session.last_activity_at > first
+
+
+def test_a_scan_into_another_associates_session_is_refused_and_an_unknown_one_is_404(
+    associate_api, hard_run, second_associate, warehouse
+):
+    theirs = count_session_start(run=hard_run, user=second_associate, device_id="scanner-9")
+    event = scan(warehouse.locations[0].code, warehouse.barcodes[0].value)
+
+    refused = _post(associate_api, theirs, [event])
+    body = {"session": theirs.pk + 1000, "events": [event]}
+    missing = associate_api.post("/api/inventory/count", body, format="json")
+
+    assert (refused.status_code, missing.status_code) == (404, 404)
+    assert not CountEvent.objects.exists()
 
 
 def test_outcomes_name_the_item_for_new_and_replayed_events(associate_api, session, warehouse):
