@@ -28,7 +28,7 @@ from config.api_errors import Conflict
 from counts import selectors
 from counts.models import CountKind, CountRun, CountSession, EventMode, RunState, SignalKind
 from counts.selectors import session_state
-from counts.services.capture import MAX_BATCH, SessionNotCapturing, count_events_ingest
+from counts.services.capture import MAX_BATCH, SessionNotCapturing, SessionNotYours, count_events_ingest
 from counts.services.planning import count_run_cancel, count_run_create, count_run_start, directed_request_add
 from counts.services.sessions import (
     ActiveSessionExists,
@@ -397,23 +397,22 @@ class CaptureApi(APIView):
             help_text="One outcome per event sent, in order: status, duplicate, reason, item, item_name",
         )
 
-    @extend_schema(request=Input, responses={200: Output, 409: dict})
+    @extend_schema(request=Input, responses={200: Output, 403: dict, 404: dict, 409: dict})
     def post(self, request: Request) -> Response:
         data = validated(self.Input, request.data)
-        owner = selectors.session_owner(
-            organization=request_organization(request), user=request.user, session_id=data["session"]
-        )
-        if owner is None:
-            raise Http404("No such session.")
-        if owner != request.user.pk:
-            raise PermissionDenied("Scans go into your own session.")
-        with service_errors():
-            result = count_events_ingest(
-                session=data["session"],
-                actor=request.user,
-                events=data["events"],
-                allowed_modes=frozenset({EventMode.SCAN, EventMode.MANUAL}),
-            )
+        try:
+            with service_errors():
+                result = count_events_ingest(
+                    session=data["session"],
+                    actor=request.user,
+                    events=data["events"],
+                    allowed_modes=frozenset({EventMode.SCAN, EventMode.MANUAL}),
+                    own_session_of=request.user,
+                )
+        except CountSession.DoesNotExist:
+            raise Http404("No such session.") from None
+        except SessionNotYours as error:
+            raise PermissionDenied(str(error)) from None
         return Response(result.as_dict())
 
 

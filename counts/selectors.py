@@ -162,16 +162,6 @@ def session_list(*, organization: Organization | None, user: AbstractBaseUser) -
     return _visible_sessions(organization=organization, user=user).select_related("run", "run__facility", "user")
 
 
-def session_owner(*, organization: Organization | None, user: AbstractBaseUser, session_id: int) -> int | None:
-    """The user id of the session's associate, or None when `user` cannot see the session.
-
-    The capture API's one check before a scan: scanners post every scan on its own, and the
-    capture service reads the rest of the session under its lock.
-    """
-    visible = _visible_sessions(organization=organization, user=user).filter(pk=session_id).order_by()
-    return visible.values_list("user_id", flat=True).first()
-
-
 def session_tallies(*, session: CountSession) -> QuerySet[SessionTally]:
     return (
         SessionTally.objects.filter(session=session)

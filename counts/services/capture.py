@@ -27,6 +27,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from accounts.selectors import organization_for_user
 from counts.bulk import adapt, insert_rows
 from counts.models import (
     CountEvent,
@@ -59,6 +60,10 @@ Outcome = tuple[str, str, str, str]
 
 class SessionNotCapturing(Exception):
     """The session is paused, submitted or voided: nothing can be added to it."""
+
+
+class SessionNotYours(Exception):
+    """Scans go into the scanning associate's own session only."""
 
 
 @dataclass
@@ -178,6 +183,7 @@ def count_events_ingest(
     actor: AbstractBaseUser,
     events: list[Any],
     allowed_modes: frozenset[str] = frozenset({EventMode.SCAN, EventMode.MANUAL}),
+    own_session_of: AbstractBaseUser | None = None,
 ) -> CaptureResult:
     """Store each valid event once (by its event id) and bring tallies and lines up to date.
 
@@ -187,6 +193,8 @@ def count_events_ingest(
     serialised by its row lock; batches of different sessions never wait for each other.
 
     `session` is a session or its id: what capture needs of it is read again under its lock.
+    With `own_session_of` (an associate scanning), the session must be theirs: one of another
+    organization is `CountSession.DoesNotExist`, another associate's is `SessionNotYours`.
     """
     if not 1 <= len(events) <= MAX_BATCH:
         raise ValueError(f"send between 1 and {MAX_BATCH} events")
@@ -207,6 +215,8 @@ def count_events_ingest(
         # updates never race each other; what can change while counting (pause, submit, a
         # resume on another device) is read under it.
         capturing = _lock_for_capture(session_id)
+        if own_session_of is not None:
+            _check_own_session(capturing, own_session_of)
         if capturing.state != SessionState.ACTIVE:
             raise SessionNotCapturing(f"session {session_id} is {SessionState(capturing.state).label.lower()}")
         if parsed:
@@ -238,6 +248,14 @@ class _Capturing:
     run_kind: str
     facility_id: int
     rules: _CountRules | None  # None: the facility keeps the default settings
+
+
+def _check_own_session(capturing: _Capturing, user: AbstractBaseUser) -> None:
+    organization = organization_for_user(user)
+    if organization is None or capturing.organization_id != organization.pk:
+        raise CountSession.DoesNotExist(f"no session {capturing.session_id}")
+    if capturing.user_id != user.pk:
+        raise SessionNotYours("Scans go into your own session.")
 
 
 def _lock_for_capture(session_id: int) -> _Capturing:

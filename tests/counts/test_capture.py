@@ -11,6 +11,7 @@ from decimal import Decimal
 import pytest
 from django.db import connection, transaction
 
+from accounts.roles import Role
 from counts.models import CountEvent, CountKind, CountLine, CountSession, EventStatus, SessionTally
 from counts.services.capture import SessionNotCapturing, count_events_ingest
 from counts.services.planning import count_run_create, directed_request_add
@@ -22,7 +23,7 @@ from counts.services.sessions import (
     count_session_submit,
 )
 from tests.counts.conftest import scan
-from tests.factories import InventoryBalanceFactory, ItemBarcodeFactory
+from tests.factories import FacilityFactory, InventoryBalanceFactory, ItemBarcodeFactory, OrganizationFactory, member
 
 
 @pytest.fixture
@@ -249,10 +250,10 @@ def test_a_single_scan_costs_a_fixed_number_of_queries(associate_api, session, w
     location, barcode = warehouse.locations[0].code, warehouse.barcodes[0].value
     _post(associate_api, session, [scan(location, barcode)])
 
-    # Token and membership, whose session it is, savepoint, the session locked with its run and
-    # the facility's count rules, locations, items, insert, tallies, lines, release: nothing is
-    # read back, and last activity is written at most once a minute.
-    with django_assert_num_queries(10):
+    # Token and membership, savepoint, the session locked with its run and the facility's count
+    # rules, locations, items, insert, tallies, lines, release: nothing is read back, and last
+    # activity is written at most once a minute.
+    with django_assert_num_queries(9):
         response = _post(associate_api, session, [scan(location, barcode, offset=1)])
 
     assert response.json()["accepted"] == 1
@@ -285,7 +286,26 @@ def test_a_scan_into_another_associates_session_is_refused_and_an_unknown_one_is
     body = {"session": theirs.pk + 1000, "events": [event]}
     missing = associate_api.post("/api/inventory/count", body, format="json")
 
-    assert (refused.status_code, missing.status_code) == (404, 404)
+    assert (refused.status_code, missing.status_code) == (403, 404)
+    assert refused.json()["detail"] == "Scans go into your own session."
+    assert not CountEvent.objects.exists()
+
+
+def test_a_session_of_another_organization_is_404(associate_api, warehouse):
+    elsewhere = OrganizationFactory()
+    other_run = count_run_create(
+        organization=elsewhere,
+        facility=FacilityFactory(organization=elsewhere),
+        name="Theirs",
+        kind=CountKind.HARD,
+        actor=None,
+    )
+    stranger = member(elsewhere, Role.ASSOCIATE, username="stranger")
+    theirs = count_session_start(run=other_run, user=stranger, device_id="elsewhere")
+
+    response = _post(associate_api, theirs, [scan(warehouse.locations[0].code, warehouse.barcodes[0].value)])
+
+    assert response.status_code == 404
     assert not CountEvent.objects.exists()
 
 
