@@ -18,7 +18,7 @@ from accounts.services import edit_token_matches
 from approvals import selectors
 from approvals.models import Decision, ProposalState, ProposedAction
 from approvals.services import DecisionConflict, DecisionInput, DecisionInvalid, DecisionRefused, proposal_decide
-from config.api_errors import Conflict
+from config.api_errors import Conflict, checked_query_params, is_id, text_without_nul
 from reconciliation.models import DecisionReason
 
 REVIEWERS = (Role.MANAGER, Role.FINANCE, Role.ADMIN)
@@ -55,14 +55,17 @@ class ProposalListApi(GenericAPIView):
     permission_classes = [role_required(*REVIEWERS)]
     serializer_class = ProposalOutput
 
-    @extend_schema(parameters=[OpenApiParameter("state", str, enum=ProposalState.values), OpenApiParameter("run", int)])
+    @extend_schema(
+        parameters=[OpenApiParameter("state", str, enum=ProposalState.values), OpenApiParameter("run", int)],
+        responses={200: ProposalOutput(many=True), 400: dict},
+    )
     def get(self, request: Request) -> Response:
-        run = request.query_params.get("run", "")
-        if run and not run.isdigit():
+        run = checked_query_params(request).get("run", "")
+        if run and not is_id(run):
             raise ValidationError({"run": "a run id"})
         proposals = selectors.proposal_list(
             organization=request_organization(request),
-            state=request.query_params.get("state", ""),
+            state=checked_query_params(request).get("state", ""),
             run_id=int(run) if run else None,
         )
         page = self.paginate_queryset(proposals)
@@ -84,21 +87,16 @@ class AdjustApi(APIView):
         root_cause = serializers.CharField(required=False, allow_blank=True, default="")
         note = serializers.CharField(required=False, allow_blank=True, default="")
 
-    @extend_schema(request=Input, responses={200: ProposalOutput, 400: dict, 403: dict, 409: dict})
+    @extend_schema(request=Input, responses={200: ProposalOutput, 400: dict, 403: dict, 404: dict, 409: dict})
     def post(self, request: Request) -> Response:
-        proposal_id = request.data.get("proposal")
-        if not str(proposal_id or "").isdigit():
+        proposal_id = text_without_nul(request.data, "proposal")["proposal"]
+        if not is_id(proposal_id):
             raise ValidationError({"proposal": "required: a proposal id"})
         organization = request_organization(request)
         proposal = get_object_or_404(ProposedAction.objects.for_organization(organization), pk=int(proposal_id))
         # The service judges everything in the rule order the contract states (token and role
         # first, audited when refused), so the raw values go to it unparsed.
-        decision = DecisionInput(
-            decision=str(request.data.get("decision") or ""),
-            reason_code=str(request.data.get("reason_code") or ""),
-            root_cause=str(request.data.get("root_cause") or ""),
-            note=str(request.data.get("note") or ""),
-        )
+        decision = DecisionInput(**text_without_nul(request.data, "decision", "reason_code", "root_cause", "note"))
         token_ok = edit_token_matches(user=request.user, raw=request.headers.get("X-Edit-Token"))
         try:
             proposal = proposal_decide(proposal=proposal, actor=request.user, decision=decision, edit_token_ok=token_ok)

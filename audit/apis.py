@@ -235,7 +235,7 @@ class TraceApi(APIView):
                 names = ", ".join(sorted(given))
                 raise serializers.ValidationError(dict.fromkeys(sorted(given), f"give only one of {names}"))
             ((parameter, value),) = given.items()
-            if parameter == "line" and not value.isdigit():
+            if parameter == "line" and not (value.isascii() and value.isdigit()):  # isdigit() admits "²"
                 raise serializers.ValidationError({"line": "a count line id (a number)"})
             return {"query": trace.TraceQuery(parameter=parameter, value=value), "page": attrs.get("page", 1)}
 

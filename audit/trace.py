@@ -225,7 +225,8 @@ def _chain_of(proposal: ProposedAction) -> Chain:
 
 def _proposal_chains(organization: Organization, value: str) -> tuple[list[Chain], list[PushBatch], int]:
     proposals = _proposals(organization)
-    proposal = (proposals.filter(pk=int(value)) if value.isdigit() else proposals.filter(external_id=value)).first()
+    by_id = value.isascii() and value.isdigit()  # isdigit() alone admits "²", which int() refuses
+    proposal = (proposals.filter(pk=int(value)) if by_id else proposals.filter(external_id=value)).first()
     if proposal is None:
         raise TraceNotFound(f"no proposal {value}")
     return [_chain_of(proposal)], [], 1
@@ -253,7 +254,7 @@ def _batch_chains(
 def _line_chains(
     organization: Organization, value: str, page: int, per_page: int
 ) -> tuple[list[Chain], list[PushBatch], int]:
-    if not value.isdigit():
+    if not (value.isascii() and value.isdigit()):
         raise ValueError("a count line id is a number")
     line = (
         CountLine.objects.for_organization(organization)

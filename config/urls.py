@@ -5,6 +5,10 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from audit import urls as audit_urls
 from config.health import healthz
 
+# Under /api/ every error is JSON, also those Django answers itself; pages keep Django's pages.
+handler400 = "config.api_errors.request_refused"
+handler404 = "config.api_errors.not_found"
+
 admin.site.site_header = "Cyclecount"
 admin.site.site_title = "Cyclecount"
 admin.site.index_title = "Dashboard"

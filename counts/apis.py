@@ -24,7 +24,7 @@ from accounts.permissions import IsOrganizationMember, role_required
 from accounts.roles import Role
 from accounts.scoping import request_organization
 from accounts.selectors import role_for_user
-from config.api_errors import Conflict
+from config.api_errors import Conflict, checked_query_params
 from counts import selectors
 from counts.models import CountKind, CountRun, CountSession, EventMode, RunState, SignalKind
 from counts.selectors import session_state
@@ -151,10 +151,11 @@ class RunListApi(GenericAPIView):
             OpenApiParameter("ordering", str, enum=sorted(selectors.RUN_ORDERINGS)),
             OpenApiParameter("mine", bool, description="only runs assigned to me (or to nobody)"),
         ],
+        responses=RunOutput(many=True),
         operation_id="runs_list",
     )
     def get(self, request: Request) -> Response:
-        params = request.query_params
+        params = checked_query_params(request)
         runs = selectors.run_list(
             organization=request_organization(request),
             search=params.get("q", "").strip(),
@@ -167,7 +168,7 @@ class RunListApi(GenericAPIView):
         page = self.paginate_queryset(runs)
         return self.get_paginated_response(RunOutput(page, many=True).data)
 
-    @extend_schema(request=CreateInput, responses={201: RunDetailOutput})
+    @extend_schema(request=CreateInput, responses={201: RunDetailOutput, 404: dict})
     def post(self, request: Request) -> Response:
         data = validated(self.CreateInput, request.data)
         organization = request_organization(request)
@@ -215,7 +216,7 @@ class RunDetailApi(APIView):
 class RunStartApi(APIView):
     permission_classes = [role_required(*PLANNERS)]
 
-    @extend_schema(request=None, responses=RunDetailOutput)
+    @extend_schema(request=None, responses={200: RunDetailOutput, 409: dict})
     def post(self, request: Request, run_id: int) -> Response:
         run = _run_for(request, run_id)
         with service_errors():
@@ -229,13 +230,20 @@ class RunCancelApi(APIView):
     class Input(serializers.Serializer):
         reason = serializers.CharField(required=False, allow_blank=True, default="")
 
-    @extend_schema(request=Input, responses=RunDetailOutput)
+    @extend_schema(request=Input, responses={200: RunDetailOutput, 409: dict})
     def post(self, request: Request, run_id: int) -> Response:
         data = validated(self.Input, request.data)
         run = _run_for(request, run_id)
         with service_errors():
             count_run_cancel(run=run, actor=request.user, reason=data["reason"])
         return Response(RunDetailOutput(_run_for(request, run_id)).data)
+
+
+class _VarianceField(serializers.CharField):
+    """Counted − book, as a decimal string like the quantities (a plain field, so it may be absent)."""
+
+    def to_representation(self, line: Any) -> str:
+        return str(line.counted_quantity - line.book_quantity)
 
 
 class RunLinesApi(GenericAPIView):
@@ -246,20 +254,21 @@ class RunLinesApi(GenericAPIView):
         item = serializers.CharField(source="item.sku")
         item_name = serializers.CharField(source="item.name")
         counted = serializers.DecimalField(source="counted_quantity", max_digits=14, decimal_places=3)
-        book = serializers.DecimalField(source="book_quantity", max_digits=14, decimal_places=3)
-        variance = serializers.SerializerMethodField()
+        # Not required: hidden from associates in blind counts.
+        book = serializers.DecimalField(source="book_quantity", max_digits=14, decimal_places=3, required=False)
+        variance = _VarianceField(source="*", required=False)
         is_extra = serializers.BooleanField()
-
-        def get_variance(self, line: Any) -> str:
-            return str(line.counted_quantity - line.book_quantity)
 
     serializer_class = Output
 
-    @extend_schema(parameters=[OpenApiParameter("ordering", str, enum=["name", "location", "variance"])])
+    @extend_schema(
+        parameters=[OpenApiParameter("ordering", str, enum=["name", "location", "variance"])],
+        responses=Output(many=True),
+    )
     def get(self, request: Request, run_id: int) -> Response:
         run = _run_for(request, run_id)
         show_book = selectors.book_visible_to(user=request.user, facility_id=run.facility_id)
-        ordering = request.query_params.get("ordering", "name")
+        ordering = checked_query_params(request).get("ordering", "name")
         if ordering == "variance" and not show_book:
             ordering = "name"
         lines = selectors.run_lines(run=run, ordering=ordering)
@@ -280,12 +289,22 @@ def _session_for(request: Request, session_id: int) -> CountSession:
 
 
 class SessionListApi(APIView):
+    class Output(serializers.Serializer):
+        id = serializers.IntegerField()
+        run = serializers.IntegerField()
+        run_name = serializers.CharField()
+        facility = serializers.CharField()
+        user = serializers.CharField()
+        state = serializers.CharField()
+        device_id = serializers.CharField()
+        started_at = serializers.DateTimeField()
+
     class Input(serializers.Serializer):
         run = serializers.IntegerField()
         device_id = serializers.CharField(max_length=128)
         recount = serializers.BooleanField(required=False, default=False)
 
-    @extend_schema(request=Input, responses={201: dict, 409: dict})
+    @extend_schema(request=Input, responses={201: dict, 404: dict, 409: dict})
     def post(self, request: Request) -> Response:
         data = validated(self.Input, request.data)
         run = _run_for(request, data["run"])
@@ -303,10 +322,10 @@ class SessionListApi(APIView):
             )
         return Response(session_state(session, viewer=request.user), status=status.HTTP_201_CREATED)
 
-    @extend_schema(responses=dict, operation_id="sessions_list")
+    @extend_schema(responses=Output(many=True), operation_id="sessions_list")
     def get(self, request: Request) -> Response:
         sessions = selectors.session_list(organization=request_organization(request), user=request.user)
-        if state := request.query_params.get("state"):
+        if state := checked_query_params(request).get("state"):
             sessions = sessions.filter(state=state)
         return Response(
             [
@@ -339,7 +358,7 @@ def _own_session(request: Request, session_id: int) -> CountSession:
 
 
 class SessionPauseApi(APIView):
-    @extend_schema(request=None, responses=dict)
+    @extend_schema(request=None, responses={200: dict, 409: dict})
     def post(self, request: Request, session_id: int) -> Response:
         session = _own_session(request, session_id)
         session = count_session_pause(session=session, actor=request.user)
@@ -366,7 +385,7 @@ class SessionResumeApi(APIView):
 
 
 class SessionSubmitApi(APIView):
-    @extend_schema(request=None, responses=dict)
+    @extend_schema(request=None, responses={200: dict, 409: dict})
     def post(self, request: Request, session_id: int) -> Response:
         session = _own_session(request, session_id)
         session = count_session_submit(session=session, actor=request.user)

@@ -12,10 +12,10 @@ from typing import Any
 from django.core.files.uploadedfile import UploadedFile
 from django.http import Http404, HttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, PolymorphicProxySerializer, extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import PermissionDenied
-from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.generics import GenericAPIView
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
@@ -25,6 +25,8 @@ from rest_framework.views import APIView
 from accounts.permissions import IsOrganizationMember
 from accounts.scoping import request_organization, scope_queryset
 from accounts.selectors import role_for_user
+from config.api_errors import checked_query_params
+from config.api_schema import ErrorOutput, ValidationErrorOutput
 from counts.models import ColumnMapping, CountSession, ImportKind
 from counts.services import imports
 from counts.services.imports import IMPORT_ROLES, import_kinds_for
@@ -114,7 +116,7 @@ def _mapping_from(request: Request, kind: str, data: dict[str, Any]) -> ColumnMa
 
 def _template_response(kind: str, request: Request) -> HttpResponse:
     mapping = None
-    if name := request.query_params.get("mapping"):
+    if name := checked_query_params(request).get("mapping"):
         mapping = imports.column_mapping_find(organization=request_organization(request), kind=kind, name=name)
         if mapping is None:
             raise Http404(f"no saved {kind} mapping named {name!r}")
@@ -125,7 +127,16 @@ def _template_response(kind: str, request: Request) -> HttpResponse:
 
 _TEMPLATE_SCHEMA = extend_schema(
     parameters=[OpenApiParameter("mapping", str, description="use a saved mapping's headers")],
-    responses={(200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="header row and one example row")},
+    responses={
+        (200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="header row and one example row"),
+        404: OpenApiResponse(ErrorOutput, description="no saved mapping by that name, or an unknown `format`"),
+    },
+)
+# 400: the upload itself is invalid (field errors), or the file was read and has row errors (a report).
+_IMPORT_400 = PolymorphicProxySerializer(
+    component_name="ImportRejected",
+    serializers=[ImportReportOutput, ValidationErrorOutput],
+    resource_type_field_name=None,
 )
 
 
@@ -138,7 +149,7 @@ class PlanImportApi(APIView):
 
     @extend_schema(
         request={"multipart/form-data": ImportInput},
-        responses={200: ImportReportOutput, 400: ImportReportOutput},
+        responses={200: ImportReportOutput, 400: _IMPORT_400},
     )
     def post(self, request: Request) -> Response:
         data = ImportInput(data=request.data)
@@ -176,8 +187,8 @@ class ResultsImportApi(APIView):
         request={"multipart/form-data": ResultsImportInput},
         responses={
             200: ImportReportOutput,
-            400: ImportReportOutput,
-            404: OpenApiResponse(description="no such session"),
+            400: _IMPORT_400,
+            404: OpenApiResponse(ErrorOutput, description="no such session"),
         },
     )
     def post(self, request: Request) -> Response:
@@ -226,7 +237,7 @@ class ColumnMappingInput(serializers.Serializer):
     columns = serializers.JSONField(help_text='{"field": "column header in the file"}')
 
 
-class ColumnMappingsApi(APIView):
+class ColumnMappingsApi(GenericAPIView):
     """List the organization's saved mappings (of the kinds the caller imports), or save one by name."""
 
     permission_classes = [CanImport]
@@ -238,12 +249,11 @@ class ColumnMappingsApi(APIView):
     )
     def get(self, request: Request) -> Response:
         kinds = import_kinds_for(role_for_user(request.user))
-        if wanted := request.query_params.get("kind"):
+        if wanted := checked_query_params(request).get("kind"):
             kinds = [kind for kind in kinds if kind == wanted]
         mappings = imports.column_mapping_list(organization=request_organization(request), kinds=kinds)
-        paginator = LimitOffsetPagination()
-        page = paginator.paginate_queryset(mappings.select_related("created_by"), request, view=self)
-        return paginator.get_paginated_response(ColumnMappingOutput(page, many=True).data)
+        page = self.paginate_queryset(mappings.select_related("created_by"))
+        return self.get_paginated_response(ColumnMappingOutput(page, many=True).data)
 
     @extend_schema(request=ColumnMappingInput, responses={200: ColumnMappingOutput, 201: ColumnMappingOutput})
     def post(self, request: Request) -> Response:

@@ -7,6 +7,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema
 from rest_framework import serializers, viewsets
 
 from accounts.scoping import request_organization
+from config.api_errors import checked_query_params
 from inventory import selectors
 from inventory.models import Facility, InventoryBalance, Item, Location, Zone
 
@@ -65,7 +66,7 @@ class ZoneViewSet(viewsets.ReadOnlyModelViewSet):
 
     def get_queryset(self) -> QuerySet[Zone]:
         zones = selectors.zone_list(organization=request_organization(self.request))
-        if facility := self.request.query_params.get("facility"):
+        if facility := checked_query_params(self.request).get("facility"):
             zones = zones.filter(facility__code=facility)
         return zones
 
@@ -84,7 +85,7 @@ class LocationViewSet(viewsets.ReadOnlyModelViewSet):
 
     def get_queryset(self) -> QuerySet[Location]:
         locations = selectors.location_list(organization=request_organization(self.request))
-        params = self.request.query_params
+        params = checked_query_params(self.request)
         if facility := params.get("facility"):
             locations = locations.filter(facility__code=facility)
         if zone := params.get("zone"):
@@ -102,7 +103,8 @@ class ItemViewSet(viewsets.ReadOnlyModelViewSet):
 
     def get_queryset(self) -> QuerySet[Item]:
         return selectors.item_list(
-            organization=request_organization(self.request), search=self.request.query_params.get("q", "").strip()
+            organization=request_organization(self.request),
+            search=checked_query_params(self.request).get("q", "").strip(),
         )
 
 
@@ -120,7 +122,7 @@ class BalanceViewSet(viewsets.ReadOnlyModelViewSet):
 
     def get_queryset(self) -> QuerySet[InventoryBalance]:
         balances = selectors.balance_list(organization=request_organization(self.request))
-        params = self.request.query_params
+        params = checked_query_params(self.request)
         if sku := params.get("item"):
             balances = balances.filter(item__sku=sku)
         if location := params.get("location"):

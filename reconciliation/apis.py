@@ -16,7 +16,7 @@ from rest_framework.views import APIView
 from accounts.permissions import role_required
 from accounts.roles import Role
 from accounts.scoping import request_organization
-from config.api_errors import Conflict
+from config.api_errors import Conflict, is_id
 from counts.models import CountRun
 from reconciliation import selectors
 from reconciliation.models import Routing, Variance
@@ -117,10 +117,12 @@ class VarianceListApi(GenericAPIView):
 
     serializer_class = Output
 
-    @extend_schema(parameters=[OpenApiParameter("run", int, required=True)])
+    @extend_schema(
+        parameters=[OpenApiParameter("run", int, required=True)], responses={200: Output(many=True), 400: dict}
+    )
     def get(self, request: Request) -> Response:
         run = request.query_params.get("run", "")
-        if not run.isdigit():
+        if not is_id(run):
             raise ValidationError({"run": "required: a run id"})
         variances = selectors.variance_list(organization=request_organization(request), run_id=int(run))
         page = self.paginate_queryset(variances)

@@ -10,7 +10,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.generics import GenericAPIView
@@ -24,7 +24,7 @@ from accounts.scoping import request_organization
 from accounts.services import edit_token_matches
 from approvals.selectors import proposal_list
 from approvals.services import DecisionConflict, DecisionInvalid, DecisionRefused
-from config.api_errors import Conflict
+from config.api_errors import Conflict, text_without_nul
 from counts.models import CountKind, CountLine, CountRun
 from inventory.models import Item
 from reconciliation import review_selectors as selectors
@@ -219,6 +219,8 @@ class RunUncountedApi(GenericAPIView):
     permission_classes = [role_required(*REVIEWERS)]
     serializer_class = RequestedUncountedOutput
 
+    # Directed runs add the requested fields (RequestedUncountedOutput) to each row.
+    @extend_schema(responses=UncountedOutput(many=True))
     def get(self, request: Request, run_id: int) -> Response:
         run = _run_for(request, run_id)
         page = self.paginate_queryset(selectors.run_uncounted(run=run))
@@ -232,7 +234,14 @@ class WatchlistApi(APIView):
 
     permission_classes = [role_required(*REVIEWERS)]
 
-    @extend_schema(request=None, responses={200: WatchlistOutput(many=True)})
+    @extend_schema(
+        request=None,
+        responses={
+            200: inline_serializer(
+                "WatchlistPage", {"count": serializers.IntegerField(), "results": WatchlistOutput(many=True)}
+            )
+        },
+    )
     def get(self, request: Request) -> Response:
         entries = selectors.watchlist_list(organization=request_organization(request))
         return Response({"count": len(entries), "results": WatchlistOutput(entries, many=True).data})
@@ -428,10 +437,7 @@ class VarianceDecideApi(APIView):
             proposal = variance_decide(
                 variance=variance,
                 actor=request.user,
-                action=str(request.data.get("action") or ""),
-                reason_code=str(request.data.get("reason_code") or ""),
-                root_cause=str(request.data.get("root_cause") or ""),
-                note=str(request.data.get("note") or ""),
+                **text_without_nul(request.data, "action", "reason_code", "root_cause", "note"),
                 edit_token_ok=token_ok,
             )
         except DecisionRefused as error:

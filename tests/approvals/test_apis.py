@@ -105,3 +105,50 @@ def test_proposals_list_largest_value_first_filtered_by_state_and_run(lines, man
 
     assert [row["id"] for row in everything] == [large.pk, small.pk, auto.pk]
     assert [row["id"] for row in pending] == [large.pk, small.pk]
+
+
+# --- found by the API fuzz run (tests/fuzz) ---------------------------------------------------
+
+
+def test_a_non_ascii_digit_proposal_id_is_400_not_500(lines, manager):
+    proposal = reconciled(lines, manager, book="10", counted="4")
+
+    response = signer(manager).post("/api/inventory/adjust", {**APPROVE, "proposal": "²"}, format="json")
+
+    assert response.status_code == 400
+    assert response.json() == {"errors": {"proposal": "required: a proposal id"}}
+    assert ProposedAction.objects.get(pk=proposal.pk).state == ProposalState.PENDING
+
+
+def test_a_body_that_is_not_an_object_is_400_not_500(lines, manager):
+    response = signer(manager).post("/api/inventory/adjust", [1, 2], format="json")
+
+    assert response.status_code == 400
+    assert response.json() == {"errors": {"non_field_errors": ["send a JSON object"]}}
+
+
+def test_a_nul_character_in_the_note_is_400_and_nothing_is_decided(lines, manager):
+    proposal = reconciled(lines, manager, book="10", counted="4")
+
+    response = _adjust(signer(manager), proposal, note="short\x00")
+
+    assert response.status_code == 400
+    assert response.json() == {"errors": {"note": ["must not contain NUL characters"]}}
+    assert ProposedAction.objects.get(pk=proposal.pk).state == ProposalState.PENDING
+    assert not PendingPush.objects.filter(proposal=proposal).exists()
+
+
+def test_proposals_list_refuses_a_non_ascii_digit_run(lines, manager, manager_api):
+    reconciled(lines, manager, book="10", counted="4")
+
+    response = manager_api.get("/api/proposals/", {"run": "²"})
+
+    assert response.status_code == 400
+    assert response.json() == {"errors": {"run": "a run id"}}
+
+
+def test_proposals_list_refuses_a_run_id_beyond_any_database_integer(manager_api):
+    response = manager_api.get("/api/proposals/", {"run": "9" * 30})
+
+    assert response.status_code == 400
+    assert response.json() == {"errors": {"run": "a run id"}}

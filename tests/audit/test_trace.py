@@ -539,3 +539,20 @@ def test_the_api_is_in_the_schema(manager_api):
     names = {parameter["name"] for parameter in operation["parameters"]}
     assert names == {"record", "batch", "proposal", "line", "page"}
     assert "TraceChainOutput" in schema["components"]["schemas"]
+
+
+# --- found by the API fuzz run (tests/fuzz): "²".isdigit() is true, int("²") raises -----------
+
+
+def test_a_non_ascii_digit_line_is_400_not_500(manager_api):
+    response = manager_api.get("/api/trace/", {"line": "²"})
+
+    assert response.status_code == 400
+    assert response.json() == {"errors": {"line": ["a count line id (a number)"]}}
+
+
+def test_a_non_ascii_digit_proposal_is_looked_up_as_an_external_id(manager_api, pushed):
+    response = manager_api.get("/api/trace/", {"proposal": "²"})
+
+    assert response.status_code == 404
+    assert response.json() == {"detail": "Nothing to trace with this id."}

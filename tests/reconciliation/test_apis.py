@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 from accounts.roles import Role
+from audit.models import AuditLog
 from counts.services.sessions import count_session_start
+from reconciliation.services import run_reconcile
 from tests.conftest import token_client
 from tests.factories import member
 
@@ -52,3 +54,35 @@ def test_only_managers_reconcile_and_other_organizations_get_404(lines, organiza
     assert associate.post(f"/api/runs/{lines.run.pk}/reconcile").status_code == 403
     assert outsider.post(f"/api/runs/{lines.run.pk}/reconcile").status_code == 404
     assert outsider.get("/api/variances/", {"run": lines.run.pk}).json()["count"] == 0
+
+
+# --- found by the API fuzz run (tests/fuzz) ---------------------------------------------------
+
+
+def test_variances_list_refuses_a_non_ascii_digit_run(lines, manager_api):
+    lines.line(book="10", counted="4")
+
+    response = manager_api.get("/api/variances/", {"run": "²"})
+
+    assert response.status_code == 400
+    assert response.json() == {"errors": {"run": "required: a run id"}}
+
+
+def test_variances_list_refuses_a_run_id_beyond_any_database_integer(lines, manager_api):
+    response = manager_api.get("/api/variances/", {"run": "9" * 30})
+
+    assert response.status_code == 400
+    assert response.json() == {"errors": {"run": "required: a run id"}}
+
+
+def test_a_variance_decision_with_a_body_that_is_not_an_object_is_400(lines, manager, manager_api):
+    lines.line(book="10", counted="4")
+    run_reconcile(run=lines.run, actor=manager)
+    variance = lines.run.variances.get()
+    audit_rows = AuditLog.objects.count()
+
+    response = manager_api.post(f"/api/variances/{variance.pk}/decide", ["apply"], format="json")
+
+    assert response.status_code == 400
+    assert response.json() == {"errors": {"non_field_errors": ["send a JSON object"]}}
+    assert AuditLog.objects.count() == audit_rows
