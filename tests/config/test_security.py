@@ -10,7 +10,8 @@ import time_machine
 from axes.models import AccessAttempt
 from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
-from django.core.cache import cache
+from django.core.cache import DEFAULT_CACHE_ALIAS, cache, caches
+from django.core.cache.backends.redis import RedisCache
 from django.core.exceptions import ValidationError
 
 from accounts.roles import Role
@@ -288,6 +289,21 @@ def test_a_burst_beyond_the_user_rate_gets_429_json_with_retry_after(rates, mana
         assert refused["Content-Type"] == "application/json"
         assert refused["Retry-After"] == "50"  # the rest of the minute
         assert refused.json()["detail"].startswith("Request was throttled.")
+
+
+def test_window_counters_are_plain_cache_integers_that_expire(manager):
+    # On Redis the counters are written with INCR + EXPIRE in one round trip, not through the
+    # cache API: they must still read back through it and never outlive their window for long.
+    api = token_client(manager)
+    window = int(NOON.timestamp() // 60)
+    key = f"throttle:user_sustained:user:{manager.pk}:{window}"
+    with time_machine.travel(NOON, tick=False):
+        for _ in range(2):
+            assert api.get("/api/me/").status_code == 200
+        assert cache.get(key) == 2
+    backend = caches[DEFAULT_CACHE_ALIAS]
+    if isinstance(backend, RedisCache):
+        assert 0 < backend._cache.get_client().ttl(backend.make_and_validate_key(key)) <= 61
 
 
 def test_the_limit_is_per_user_and_comes_back_after_the_window(rates, manager, associate):
