@@ -7,6 +7,7 @@ from datetime import date
 from celery import shared_task
 
 from accounts.services import system_actor
+from accounts.tenancy import rls_bypass
 from counts.services.rotation import rotation_plan_all
 
 
@@ -20,4 +21,5 @@ def rotation_plan_week_task(week_start: str | None = None) -> list[int]:
     Returns the ids of the week's rotation runs.
     """
     week = date.fromisoformat(week_start) if week_start else None
-    return [run.pk for run in rotation_plan_all(week_start=week, actor=system_actor())]
+    with rls_bypass(reason="beat: plan the week's rotation at every facility of every organization"):
+        return [run.pk for run in rotation_plan_all(week_start=week, actor=system_actor())]
