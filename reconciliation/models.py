@@ -6,12 +6,13 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
+from django.db.models.functions import Abs
 from simple_history.models import HistoricalRecords
 
 from accounts.models import OrganizationOwned
 from counts.models import CountLine, CountRun
-from inventory.models import QUANTITY, Facility, Item, Location
+from inventory.models import QUANTITY, Facility, InventoryBalance, Item, Location
 
 MONEY = {"max_digits": 16, "decimal_places": 2}
 
@@ -161,6 +162,30 @@ class Variance(OrganizationOwned):
                 condition=Q(superseded_at__isnull=True) & ~Q(variance_value=0),
                 name="variance_report_valued",
             ),
+            # The differences in units among them (a few percent): the lines within tolerance,
+            # tested against the guardrail's percent next to the rollup's figures.
+            models.Index(
+                fields=["organization", "computed_at", "facility", "location", "variance_units", "book_at_count"],
+                condition=Q(superseded_at__isnull=True) & ~Q(variance_units=0),
+                name="variance_report_differences",
+            ),
+            # The differences routed to a person (a few percent): the report's root causes, which
+            # look each one's signatures up.
+            models.Index(
+                fields=["organization", "computed_at", "facility", "location", "variance_value", "id"],
+                condition=Q(superseded_at__isnull=True, routing="proposal"),
+                name="variance_report_proposals",
+            ),
+            # The report's default order (largest |value| first): its first page is the first rows
+            # of this index within the window, not a sort of the whole window.
+            models.Index(
+                F("organization"),
+                Abs("variance_value").desc(),
+                F("id").desc(),
+                F("computed_at"),
+                condition=Q(superseded_at__isnull=True),
+                name="variance_report_by_abs_value",
+            ),
             # Lines whose variance a recount superseded (per-associate quality).
             models.Index(
                 fields=["organization", "line"],
@@ -171,3 +196,77 @@ class Variance(OrganizationOwned):
 
     def __str__(self) -> str:
         return f"{self.item_id}@{self.location_id}: {self.variance_units:+}"
+
+
+class VarianceHourlyRollup(OrganizationOwned):
+    """The current variances summed per location and UTC hour of `computed_at`: what the reports
+    read instead of millions of variance rows (`reconciliation.reports`).
+
+    Maintained by the pipeline in the transaction that writes the variances (`run_reconcile`
+    adds the new ones, `_supersede_recounted` subtracts the replaced ones), by deltas, so
+    concurrent reconciliations add up; `report_rollup_rebuild` recomputes it from the variances.
+    Only figures that do not depend on a setting are kept: lines within tolerance depend on the
+    guardrail's percent, and are counted from the (few) variances with a difference.
+
+    An hour (not a day) because a report reads days in several time zones: an hour lies within
+    one local day of every zone whose offset is a whole number of hours.
+    """
+
+    facility = models.ForeignKey(Facility, on_delete=models.CASCADE, related_name="+")
+    location = models.ForeignKey(Location, on_delete=models.CASCADE, related_name="+")
+    hour = models.DateTimeField(help_text="Start of the UTC hour of the variances' computed_at")
+    lines = models.IntegerField(default=0, help_text="Current variances (lines counted)")
+    variances = models.IntegerField(default=0, help_text="Of which with a difference in units")
+    net_value = models.DecimalField(max_digits=20, decimal_places=2, default=Decimal("0"))
+    absolute_value = models.DecimalField(max_digits=20, decimal_places=2, default=Decimal("0"))
+    book_value = models.DecimalField(
+        max_digits=32, decimal_places=7, default=Decimal("0"), help_text="Σ book at count × unit cost"
+    )
+
+    class Meta:
+        constraints = [
+            # The upsert's key; its leading columns serve the reports' time windows.
+            models.UniqueConstraint(
+                fields=["organization", "hour", "facility", "location"], name="variance_rollup_key"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.location_id} @ {self.hour:%Y-%m-%d %H:00}: {self.lines} lines"
+
+
+class CountedItemLocation(OrganizationOwned):
+    """When an item × location was last counted: the latest `computed_at` of its current variances,
+    and its balance (when the mirror has one).
+
+    The dashboard's coverage reads it instead of the window's variances: a pair counted in the
+    window is stocked when its balance's on hand is not zero, so only the few stocked-out
+    balances, and the pairs counted without a balance, are looked at one by one. Kept by
+    `run_reconcile` in the variances' transaction; it only moves forward, as a recount's variance
+    always replaces the one it supersedes with a later one for the same line.
+    `report_rollup_rebuild` recomputes it.
+    """
+
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="+")
+    location = models.ForeignKey(Location, on_delete=models.CASCADE, related_name="+")
+    last_counted_at = models.DateTimeField()
+    balance = models.OneToOneField(
+        InventoryBalance,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The pair's balance, as found when last counted (blank: none then; looked up when read)",
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["item", "location"], name="counted_item_location_key"),
+        ]
+        indexes = [
+            # Coverage: the pairs counted in a window, linked to a balance or not, from the index alone.
+            models.Index(fields=["organization", "last_counted_at", "balance"], name="counted_item_location_latest"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.item_id}@{self.location_id} counted {self.last_counted_at:%Y-%m-%d %H:%M}"

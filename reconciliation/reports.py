@@ -34,6 +34,14 @@ after reconciliation, before anyone decided). Share overturned = overturned / co
 
 This module reads the whole pipeline, adapters included (push batches, parity drift): the report
 sits at the right end of it.
+
+Speed (bench/report_bench.py, millions of variances): the figures of whole UTC hours come from
+`VarianceHourlyRollup` and coverage from `CountedItemLocation`, both written by `run_reconcile`
+in the transaction that writes the variances (never a cache: they cannot be stale), and rebuilt
+from the variances by `manage.py report_rollup_rebuild`. What the rollup cannot answer exactly is
+read from the variances, as before: the parts of a window that are not whole hours, lines within
+tolerance (the guardrail's percent may change), report filters other than dates, facility and
+zone, and time zones that are not a whole number of hours from UTC.
 """
 
 from __future__ import annotations
@@ -42,8 +50,9 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, tzinfo
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from decimal import ROUND_HALF_UP, Decimal
+from itertools import chain
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -77,7 +86,7 @@ from adapters.models import BatchState, ParityDrift, PushBatch
 from approvals.models import OPEN_PROPOSAL_STATES, Approval, ProposalState, ProposedAction
 from counts.models import SessionState
 from inventory.models import Facility, InventoryBalance, Item, Zone
-from reconciliation.models import Guardrail, RootCause, Routing, Variance
+from reconciliation.models import CountedItemLocation, Guardrail, RootCause, Routing, Variance, VarianceHourlyRollup
 from reconciliation.review import REVIEW_DEVICE_ID
 
 REPORT_ROLES = frozenset({Role.MANAGER, Role.FINANCE, Role.ADMIN})
@@ -239,24 +248,145 @@ def report_time_zone(*, facilities: Sequence[Facility], facility_id: int | None 
     return ZoneInfo(zones.pop()) if len(zones) == 1 else ZoneInfo("UTC")
 
 
-def _truncated(zone: tzinfo, bucket: str = "day") -> Any:
-    """`computed_at` as a local date in `zone` (or the week's Monday, the month's first day)."""
+def _truncated(zone: tzinfo, bucket: str = "day", moment: str = "computed_at") -> Any:
+    """`moment` (a variance's `computed_at`, a rollup's `hour`) as a local date in `zone` (or the
+    week's Monday, the month's first day)."""
     trunc = {"day": TruncDate, "week": TruncWeek, "month": TruncMonth}[bucket]
-    return trunc("computed_at", tzinfo=zone, output_field=DateField())
+    return trunc(moment, tzinfo=zone, output_field=DateField())
 
 
-def _local_date(facilities: Iterable[Facility]) -> Any:
+def _local_date(facilities: Iterable[Facility], moment: str = "computed_at") -> Any:
     """The row's date in its facility's zone, one CASE branch per distinct zone, so a whole
     organization groups by local day in one query."""
     by_zone: dict[str, list[int]] = defaultdict(list)
     for facility in facilities:
         by_zone[facility.time_zone].append(facility.pk)
     if len(by_zone) <= 1:
-        return _truncated(ZoneInfo(next(iter(by_zone), "UTC")))
+        return _truncated(ZoneInfo(next(iter(by_zone), "UTC")), moment=moment)
     return Case(
-        *(When(facility_id__in=ids, then=_truncated(ZoneInfo(zone))) for zone, ids in sorted(by_zone.items())),
+        *(
+            When(facility_id__in=ids, then=_truncated(ZoneInfo(zone), moment=moment))
+            for zone, ids in sorted(by_zone.items())
+        ),
         output_field=DateField(),
     )
+
+
+# --- The rollup ---------------------------------------------------------------------------------
+#
+# Lines, differences and money of whole UTC hours come from `VarianceHourlyRollup` (kept by the
+# pipeline in the variances' own transaction); the parts of a window that are not whole hours
+# (the tile's rolling 30 days start and end mid-hour) are read from the variances. Lines within
+# tolerance depend on the guardrail's percent, so the rollup does not hold them: a line without
+# difference is always within (|0| × 100 ≤ T × |book|), and those with one (a few percent) are
+# tested in the database, from their own partial index.
+
+HOUR = timedelta(hours=1)
+
+
+def _hour_floor(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def _hour_ceil(moment: datetime) -> datetime:
+    floor = _hour_floor(moment)
+    return floor if floor == moment else floor + HOUR
+
+
+def whole_hour_zones(zones: Iterable[tzinfo], *, since: datetime, until: datetime) -> bool:
+    """Whether each zone is a whole number of hours from UTC from `since` to `until`, so that every
+    UTC hour lies within one of its local days (zones such as India's, or Lord Howe's summer, are
+    not; their reports read the variances). Offsets are sampled every six hours: no zone keeps a
+    fractional offset for less."""
+    zones = list(zones)
+    moment = since
+    while True:
+        for zone in zones:
+            offset = moment.astimezone(zone).utcoffset()
+            if offset is None or offset.total_seconds() % 3600:
+                return False
+        if moment >= until:
+            return True
+        moment = min(moment + timedelta(hours=6), until)
+
+
+@dataclass(frozen=True)
+class RollupSplit:
+    """A window [since, until] cut into whole UTC hours [first_hour, end_hour) for the rollup and
+    the rest (`edges`) for the variances."""
+
+    first_hour: datetime
+    end_hour: datetime
+    edges: Q | None
+
+
+def rollup_split(*, since: datetime, until: datetime, until_inclusive: bool) -> RollupSplit | None:
+    """None when the window holds no whole hour (the variances answer alone)."""
+    first, end = _hour_ceil(since), _hour_floor(until)
+    if first >= end:
+        return None
+    before = Q(computed_at__gte=since, computed_at__lt=first) if since < first else None
+    if until_inclusive:
+        after = Q(computed_at__gte=end, computed_at__lte=until)
+    else:
+        after = Q(computed_at__gte=end, computed_at__lt=until) if end < until else None
+    edges = None
+    for part in (before, after):
+        if part is not None:
+            edges = part if edges is None else edges | part
+    return RollupSplit(first_hour=first, end_hour=end, edges=edges)
+
+
+def _rollup_sums() -> dict[str, Any]:
+    return {
+        "lines": Sum("lines"),
+        "variances": Sum("variances"),
+        "net": Sum("net_value"),
+        "absolute": Sum("absolute_value"),
+        "book": Sum("book_value"),
+    }
+
+
+def _edge_aggregates() -> dict[str, Any]:
+    aggregates = _figure_aggregates(DEFAULT_TOLERANCE_PERCENT)
+    del aggregates["within"]
+    return aggregates
+
+
+def _without_difference(rows: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Rollup or edge rows, their lines without difference counted within tolerance (the lines with
+    one are added by `_differences_within`)."""
+    for row in rows:
+        yield {**row, "within": (row["lines"] or 0) - (row["variances"] or 0)}
+
+
+def _differences_within(variances: QuerySet[Variance], tolerance: Decimal) -> QuerySet[Variance]:
+    """The lines with a difference that are within tolerance (the partial index `variance_report_differences`)."""
+    return variances.exclude(variance_units=0).filter(within_tolerance(tolerance))
+
+
+def _within_only(rows: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    for row in rows:
+        yield {**row, "lines": 0, "variances": 0, "net": None, "absolute": None, "book": None}
+
+
+_FIGURE_KEYS = ("lines", "variances", "within", "net", "absolute", "book")
+
+
+def _merged(rows: Iterable[dict[str, Any]], *keys: str) -> list[dict[str, Any]]:
+    """Rows of the same group (rollup, edges, within) summed before any rounding, so a group's
+    money is rounded once, as when one query computed it."""
+    merged: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for row in rows:
+        group = tuple(row[key] for key in keys)
+        into = merged.get(group)
+        if into is None:
+            merged[group] = dict(row)
+            continue
+        for name in _FIGURE_KEYS:
+            if row[name] is not None:
+                into[name] = row[name] if into[name] is None else into[name] + row[name]
+    return list(merged.values())
 
 
 # --- The dashboard tile ---------------------------------------------------------------------
@@ -332,8 +462,9 @@ def dashboard_figures(
 ) -> Dashboard:
     """The tile: the last `days` days (rolling, ending now) by zone, item and value, and the KPIs.
 
-    A fixed number of queries (ten, in one `report_session`) whatever the organization's size;
-    every aggregate runs in the database over the window's current variances.
+    A fixed number of queries (about a dozen, in one `report_session`) whatever the organization's
+    size; every aggregate runs in the database, over the rollup for the window's whole hours and
+    over the current variances for the rest (see the module docstring).
     """
     with report_session():
         return _dashboard_figures(organization=organization, now=now, days=days)
@@ -349,12 +480,45 @@ def _dashboard_figures(*, organization: Organization, now: datetime | None, days
 
     by_zone: dict[int, ZoneFigures] = {}
     totals = Figures()
-    rows = (
-        window.annotate(day=_local_date(facilities.values()))
-        .values("location__zone_id", "day")
-        .annotate(**_figure_aggregates(tolerance))
-        .order_by()
-    )
+    zone_day = ("location__zone_id", "day")
+    split = rollup_split(since=since, until=until, until_inclusive=True)
+    zone_infos = {facility.zone_info for facility in facilities.values()}
+    rows: Iterable[dict[str, Any]]
+    if split is not None and whole_hour_zones(zone_infos, since=split.first_hour, until=split.end_hour):
+        local_date = _local_date(facilities.values())
+        rolled = (
+            VarianceHourlyRollup.objects.for_organization(organization)
+            .filter(hour__gte=split.first_hour, hour__lt=split.end_hour, lines__gt=0)
+            .annotate(day=_local_date(facilities.values(), moment="hour"))
+            .values(*zone_day)
+            .annotate(**_rollup_sums())
+            .order_by()
+        )
+        edges = (
+            current_variances(organization=organization)
+            .filter(split.edges)
+            .annotate(day=local_date)
+            .values(*zone_day)
+            .annotate(**_edge_aggregates())
+            .order_by()
+            if split.edges is not None
+            else []
+        )
+        within = (
+            _differences_within(window, tolerance)
+            .annotate(day=local_date)
+            .values(*zone_day)
+            .annotate(within=Count("*"))
+            .order_by()
+        )
+        rows = _merged(chain(_without_difference(rolled), _without_difference(edges), _within_only(within)), *zone_day)
+    else:
+        rows = (
+            window.annotate(day=_local_date(facilities.values()))
+            .values(*zone_day)
+            .annotate(**_figure_aggregates(tolerance))
+            .order_by()
+        )
     zone_by_id = {zone.pk: zone for zone in zones}
     for row in rows:
         zone = zone_by_id[row["location__zone_id"]]
@@ -395,13 +559,7 @@ def _dashboard_figures(*, organization: Organization, now: datetime | None, days
         for row in top
     ]
 
-    stocked = InventoryBalance.objects.for_organization(organization).exclude(on_hand=0)
-    # Counted pairs that are stocked, from the window's side: its distinct pairs, each probed once
-    # against its balance (a balance names one organization's location).
-    stocked_here = InventoryBalance.objects.filter(
-        item_id=OuterRef("item_id"), location_id=OuterRef("location_id")
-    ).exclude(on_hand=0)
-    stocked_counted = window.filter(Exists(stocked_here)).values("location_id", "item_id").distinct().count()
+    stocked, stocked_counted = coverage_counts(organization=organization, window=window, since=since, until=until)
     waiting = (
         ProposedAction.objects.for_organization(organization)
         .filter(state__in=OPEN_PROPOSAL_STATES)
@@ -414,13 +572,71 @@ def _dashboard_figures(*, organization: Organization, now: datetime | None, days
         totals=totals,
         zones=[by_zone[zone.pk] for zone in zones if zone.pk in by_zone],
         top_items=top_items,
-        stocked=stocked.count(),
+        stocked=stocked,
         stocked_counted=stocked_counted,
         approvals_waiting=waiting["count"],
         approvals_waiting_value=money(waiting["value"]),
         push_failures=push_failures(organization=organization).count(),
         parity_drifts=ParityDrift.objects.for_organization(organization).filter(resolved_at__isnull=True).count(),
     )
+
+
+# A pair counted in the window is stocked when its balance's on hand is not zero. So: the pairs
+# counted in the window linked to a balance (a count over one narrow table), less those whose balance is
+# stocked out (the few zero balances, found in the one pass over the balances that counts the
+# stocked ones, each probed once), plus the pairs counted without a balance that has one now,
+# stocked (a few, probed by item and location). No join of the whole window to the balances.
+_COVERAGE_SQL = """
+SELECT b.stocked, c.linked - b.stocked_out + u.unlinked
+FROM (
+    SELECT SUM(CASE WHEN bal.on_hand <> 0 THEN 1 ELSE 0 END) AS stocked,
+           SUM(CASE WHEN bal.on_hand <> 0 THEN 0
+                    WHEN EXISTS (
+                        SELECT 1 FROM reconciliation_counteditemlocation p
+                        WHERE p.balance_id = bal.id AND p.last_counted_at >= %(since)s
+                          AND p.last_counted_at <= %(until)s
+                    ) THEN 1 ELSE 0 END) AS stocked_out
+    FROM inventory_inventorybalance bal
+    WHERE bal.organization_id = %(organization)s
+) b, (
+    SELECT COUNT(*) AS linked FROM reconciliation_counteditemlocation p
+    WHERE p.organization_id = %(organization)s AND p.last_counted_at >= %(since)s
+      AND p.last_counted_at <= %(until)s AND p.balance_id IS NOT NULL
+) c, (
+    SELECT COUNT(*) AS unlinked FROM reconciliation_counteditemlocation p
+    JOIN inventory_inventorybalance bal ON bal.item_id = p.item_id AND bal.location_id = p.location_id
+    WHERE p.organization_id = %(organization)s AND p.last_counted_at >= %(since)s
+      AND p.last_counted_at <= %(until)s AND p.balance_id IS NULL AND bal.on_hand <> 0
+) u
+"""
+
+
+def coverage_counts(
+    *, organization: Organization, window: QuerySet[Variance], since: datetime, until: datetime
+) -> tuple[int, int]:
+    """(stocked item × locations, those counted in [since, until]), in one query.
+
+    When each pair was last counted (`CountedItemLocation`) answers whether it was counted in a
+    window that ends now: its latest current variance is in the window or none is. A window that
+    ends before some pair's latest count (a past `now`) may hold an earlier count of it: then the
+    window's variances are read instead (two queries).
+    """
+    later = CountedItemLocation.objects.for_organization(organization).filter(last_counted_at__gt=until)
+    if not later.exists():
+        adapt = connection.ops.adapt_datetimefield_value
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _COVERAGE_SQL, {"organization": organization.pk, "since": adapt(since), "until": adapt(until)}
+            )
+            stocked, counted = cursor.fetchone()
+        return stocked or 0, counted or 0
+    # Counted pairs that are stocked, from the window's side: its distinct pairs, each probed once
+    # against its balance (a balance names one organization's location).
+    stocked_here = InventoryBalance.objects.filter(
+        item_id=OuterRef("item_id"), location_id=OuterRef("location_id")
+    ).exclude(on_hand=0)
+    counted = window.filter(Exists(stocked_here)).values("location_id", "item_id").distinct().count()
+    return InventoryBalance.objects.for_organization(organization).exclude(on_hand=0).count(), counted
 
 
 def push_failures(*, organization: Organization | None) -> QuerySet[PushBatch]:
@@ -455,7 +671,9 @@ STATE_CHOICES = (*ProposalState.choices, (NO_PROPOSAL, "No proposal"))
 
 # Sort keys the report accepts ("-" for descending) and the columns they order by.
 SORTS: dict[str, tuple[Any, ...]] = {
-    "value_abs": (Abs("variance_value").asc(), "pk"),
+    # A plain expression, not an OrderBy: descending it is `ABS(…) DESC` with the database's own
+    # NULLS placement (never null), the order of the index `variance_report_by_abs_value`.
+    "value_abs": (Abs("variance_value"), "pk"),
     "value": ("variance_value", "pk"),
     "units": ("variance_units", "pk"),
     "percent": (F("variance_percent").asc(nulls_first=True), "pk"),
@@ -513,8 +731,33 @@ def naming_signatures() -> QuerySet[Approval]:
     return Approval.objects.filter(root_cause__isnull=False).filter(~Exists(earlier))
 
 
+@dataclass(frozen=True)
+class ReportScope:
+    """What a `variance_report` queryset selects, when the rollup can answer its figures: an
+    organization's current variances of a time window, by facility or zone at most."""
+
+    organization_id: int
+    filters: VarianceFilters
+
+
+_SCOPE = "_report_scope"
+
+
+def report_scope(variances: QuerySet[Variance]) -> ReportScope | None:
+    """The scope `variance_report` attached to this very queryset: a queryset derived from it
+    (filtered further) is a new object without one, so it is never mistaken for the report."""
+    return getattr(variances, _SCOPE, None)
+
+
 def variance_report(*, organization: Organization | None, filters: VarianceFilters) -> QuerySet[Variance]:
     """The organization's current variances matching the filters (unordered, nothing loaded)."""
+    variances = _variance_report(organization=organization, filters=filters)
+    if organization is not None and not (filters.abc_class or filters.root_cause or filters.decision or filters.state):
+        setattr(variances, _SCOPE, ReportScope(organization_id=organization.pk, filters=filters))
+    return variances
+
+
+def _variance_report(*, organization: Organization | None, filters: VarianceFilters) -> QuerySet[Variance]:
     variances = current_variances(organization=organization).filter(
         computed_at__gte=filters.since, computed_at__lt=filters.until
     )
@@ -595,15 +838,58 @@ def report_by_period(
     variances: QuerySet[Variance], *, filters: VarianceFilters, tolerance: Decimal
 ) -> tuple[list[PeriodFigures], Figures]:
     """Figures per local day (week, month) of the report, every period present (zeros included),
-    and their sum (the report's totals), in one query."""
+    and their sum (the report's totals): from the rollup (three queries) when `variances` is a
+    `variance_report` the rollup can answer (`report_scope`), else from the variances (one)."""
     bucket = period_bucket(filters)
     # One zone for the whole report: the chosen facility's, their common one, or UTC.
-    rows = (
-        variances.annotate(period=_truncated(filters.time_zone, bucket))
-        .values("period")
-        .annotate(**_figure_aggregates(tolerance))
-        .order_by("period")
-    )
+    scope = report_scope(variances)
+    split = rollup_split(since=filters.since, until=filters.until, until_inclusive=False)
+    rows: Iterable[dict[str, Any]]
+    if (
+        scope is not None
+        and scope.filters == filters
+        and split is not None
+        and whole_hour_zones([filters.time_zone], since=split.first_hour, until=split.end_hour)
+    ):
+        period = _truncated(filters.time_zone, bucket)
+        rolled = VarianceHourlyRollup.objects.filter(
+            organization_id=scope.organization_id,
+            hour__gte=split.first_hour,
+            hour__lt=split.end_hour,
+            lines__gt=0,
+        )
+        if filters.facility_id is not None:
+            rolled = rolled.filter(facility_id=filters.facility_id)
+        if filters.zone_id is not None:
+            rolled = rolled.filter(location__zone_id=filters.zone_id)
+        rolled_rows = (
+            rolled.annotate(period=_truncated(filters.time_zone, bucket, moment="hour"))
+            .values("period")
+            .annotate(**_rollup_sums())
+            .order_by()
+        )
+        edges = (
+            variances.filter(split.edges).annotate(period=period).values("period").annotate(**_edge_aggregates())
+            if split.edges is not None
+            else []
+        )
+        within = (
+            _differences_within(variances, tolerance)
+            .annotate(period=period)
+            .values("period")
+            .annotate(within=Count("*"))
+            .order_by()
+        )
+        rows = _merged(
+            chain(_without_difference(rolled_rows), _without_difference(edges), _within_only(within)), "period"
+        )
+    else:
+        rows = (
+            variances.annotate(period=_truncated(filters.time_zone, bucket))
+            .values("period")
+            .annotate(**_figure_aggregates(tolerance))
+            .order_by("period")
+        )
     found = {row["period"]: Figures.of(row) for row in rows}
     totals = Figures()
     periods: list[PeriodFigures] = []

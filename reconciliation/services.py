@@ -7,13 +7,14 @@ have no current variance (new, or recounted since), so no proposal is ever creat
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import EmptyResultSet
 from django.db import connection, transaction
-from django.db.models import Count, F, Q, Sum
-from django.db.models.functions import Abs
+from django.db.models import Count, DecimalField, ExpressionWrapper, F, Max, OuterRef, Q, QuerySet, Subquery, Sum, Value
+from django.db.models.functions import Abs, TruncHour
 from django.utils import timezone
 
 from accounts.models import Organization
@@ -22,8 +23,15 @@ from approvals.models import OPEN_PROPOSAL_STATES, ProposalState, ProposedAction
 from audit.services import audit_log_write, event_emit, events_dispatch_soon, sql_event_id
 from counts.bulk import adapt
 from counts.models import CountLine, CountRun, CountSession, RunState, SessionState
-from inventory.models import Facility
-from reconciliation.models import Guardrail, RootCause, Routing, Variance
+from inventory.models import Facility, InventoryBalance
+from reconciliation.models import (
+    CountedItemLocation,
+    Guardrail,
+    RootCause,
+    Routing,
+    Variance,
+    VarianceHourlyRollup,
+)
 
 DEFAULT_ROOT_CAUSES = (
     ("damaged", "Damaged", False),
@@ -266,6 +274,8 @@ def _supersede_recounted(*, run: CountRun, actor: AbstractBaseUser | None, now: 
         proposal._history_user = actor
         proposal._change_reason = "superseded by a recount"
         proposal.save()
+    # The replaced variances leave the reports' rollup in the same transaction.
+    rollup_add(Variance.objects.filter(pk__in=stale), sign=-1)
     Variance.objects.filter(pk__in=stale).update(superseded_at=now)
     return len(stale)
 
@@ -314,6 +324,9 @@ def run_reconcile(*, run: CountRun, actor: AbstractBaseUser | None) -> Reconcile
     with connection.cursor() as cursor:
         for statement in (_VARIANCES_SQL, _proposals_sql(), _PROPOSAL_HISTORY_SQL, _AUTO_PUSHES_SQL, *_events_sql()):
             cursor.execute(statement, params)
+    new = Variance.objects.filter(run=run, computed_at=now)
+    rollup_add(new, sign=1)
+    counted_pairs_touch(new)
     events_dispatch_soon()
     # SQLite reports no row count for INSERT … WITH; count what this pass created instead.
     created = ProposedAction.objects.filter(run=run, created_at=now)
@@ -341,6 +354,113 @@ def run_reconcile(*, run: CountRun, actor: AbstractBaseUser | None) -> Reconcile
     return ReconcileResult(
         run=run, variances=variances, proposals=proposals, auto_approved=auto_approved, superseded=superseded
     )
+
+
+# --- The reports' rollup ----------------------------------------------------------------------
+
+BOOK_VALUE = ExpressionWrapper(
+    F("book_at_count") * F("unit_cost"), output_field=DecimalField(max_digits=32, decimal_places=7)
+)
+_ROLLUP_FIGURES = ("lines", "variances", "net_value", "absolute_value", "book_value")
+_ROLLUP_KEY = ("organization_id", "hour", "facility_id", "location_id")
+
+
+def _rollup_rows(variances: QuerySet[Variance], *, sign: int) -> QuerySet[Variance]:
+    """The variances' figures per rollup key, times `sign` (1 to add them, −1 to take them out)."""
+    factor = Value(sign)
+    return (
+        variances.order_by()
+        .annotate(hour=TruncHour("computed_at", tzinfo=UTC))
+        .values("organization_id", "facility_id", "location_id", "hour")
+        .annotate(
+            lines=Count("*") * factor,
+            variances=Count("variance_units", filter=~Q(variance_units=0)) * factor,
+            net_value=Sum("variance_value") * factor,
+            absolute_value=Sum(Abs("variance_value")) * factor,
+            book_value=Sum(BOOK_VALUE) * factor,
+        )
+    )
+
+
+def rollup_add(variances: QuerySet[Variance], *, sign: int) -> None:
+    """Add (sign 1) or take out (sign −1) these variances' figures to the reports' rollup, in one
+    upsert statement (INSERT … SELECT … GROUP BY … ON CONFLICT DO UPDATE) that adds deltas, so
+    concurrent writers add up under the row locks the upsert takes. Keys left with no line are
+    deleted (a report shows no zone or day for them). Runs in the caller's transaction, which
+    must be the one that writes (or supersedes) the variances."""
+    # Keys in a fixed order, so concurrent upserts lock the rows they share in the same order.
+    rows = _rollup_rows(variances, sign=sign).order_by("hour", "facility_id", "location_id")
+    try:
+        select, params = rows.query.sql_with_params()
+    except EmptyResultSet:  # e.g. pk__in=[]: nothing to add
+        return
+    table = VarianceHourlyRollup._meta.db_table
+    columns = ", ".join(("organization_id", "facility_id", "location_id", "hour", *_ROLLUP_FIGURES))
+    updates = ", ".join(f"{name} = {table}.{name} + excluded.{name}" for name in _ROLLUP_FIGURES)
+    key = ", ".join(_ROLLUP_KEY)
+    statement = f"INSERT INTO {table} ({columns}) {select} ON CONFLICT ({key}) DO UPDATE SET {updates}"
+    with connection.cursor() as cursor:
+        cursor.execute(statement, params)
+    if sign < 0:
+        emptied = variances.order_by().values("location_id")
+        VarianceHourlyRollup.objects.filter(
+            organization_id__in=variances.order_by().values("organization_id"), location_id__in=emptied, lines=0
+        ).delete()
+
+
+def _counted_pairs(variances: QuerySet[Variance]) -> QuerySet[Variance]:
+    """Per item × location of these variances: the latest computed_at, and the pair's balance."""
+    balance = InventoryBalance.objects.filter(item_id=OuterRef("item_id"), location_id=OuterRef("location_id"))
+    return (
+        variances.order_by()
+        .values("organization_id", "item_id", "location_id")
+        .annotate(last=Max("computed_at"), balance=Subquery(balance.values("pk")[:1]))
+    )
+
+
+def counted_pairs_touch(variances: QuerySet[Variance]) -> None:
+    """Move each of these variances' item × locations' `last_counted_at` forward to their latest
+    `computed_at` (never backward: a concurrent later count wins), and link its balance, in one
+    upsert."""
+    try:
+        select, params = _counted_pairs(variances).order_by("item_id", "location_id").query.sql_with_params()
+    except EmptyResultSet:
+        return
+    table = CountedItemLocation._meta.db_table
+    later = f"CASE WHEN excluded.last_counted_at > {table}.last_counted_at THEN excluded.last_counted_at"
+    statement = (
+        f"INSERT INTO {table} (organization_id, item_id, location_id, last_counted_at, balance_id) {select} "
+        f"ON CONFLICT (item_id, location_id) DO UPDATE SET last_counted_at = {later} "
+        f"ELSE {table}.last_counted_at END, balance_id = excluded.balance_id"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(statement, params)
+
+
+@transaction.atomic
+def report_rollup_rebuild(*, organization: Organization | None = None) -> int:
+    """Recompute the reports' rollup, and when each item × location was last counted, from the
+    current variances (one organization's, or all): for operations, after bulk loads or a
+    suspected drift. Returns the number of rollup rows.
+
+    The organization's variances are locked against reconciliation meanwhile (its runs' rows,
+    in id order), so no delta is lost between the delete and the insert.
+    """
+    runs = CountRun.objects.select_for_update().order_by("pk")
+    rollup = VarianceHourlyRollup.objects.all()
+    current = Variance.objects.filter(superseded_at__isnull=True)
+    if organization is not None:
+        runs, rollup = runs.filter(organization=organization), rollup.filter(organization=organization)
+        current = current.filter(organization=organization)
+    list(runs.values_list("pk", flat=True))
+    pairs = CountedItemLocation.objects.all()
+    if organization is not None:
+        pairs = pairs.filter(organization=organization)
+    rollup.delete()
+    pairs.delete()
+    rollup_add(current, sign=1)
+    counted_pairs_touch(current)
+    return (rollup if organization is not None else VarianceHourlyRollup.objects.all()).count()
 
 
 CLOSED_WITHOUT_ADJUSTMENT = (ProposalState.REJECTED, ProposalState.SUPERSEDED)

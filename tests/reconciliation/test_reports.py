@@ -23,7 +23,7 @@ from counts.services.planning import count_run_create, count_run_start
 from counts.services.sessions import count_session_start, count_session_submit
 from reconciliation import reports
 from reconciliation.models import Guardrail, Variance
-from reconciliation.services import root_causes_ensure, run_reconcile
+from reconciliation.services import report_rollup_rebuild, root_causes_ensure, run_reconcile
 from tests.counts.conftest import scan
 from tests.factories import (
     FacilityFactory,
@@ -149,6 +149,8 @@ def build_floor(organization, facility, manager, other_organization) -> Floor:
     with time_machine.travel(RECONCILED_AT, tick=False):
         run_reconcile(run=recounted, actor=manager)
     Variance.objects.filter(line=superseded).update(superseded_at=RECONCILED_AT + timedelta(hours=1))
+    # A write behind the pipeline's back: the reports' rollup is rebuilt, as operations would.
+    report_rollup_rebuild(organization=organization)
     ProposedAction.objects.filter(variance__line=superseded).update(state=ProposalState.SUPERSEDED)
 
     # Another organization's count in the window.
