@@ -131,6 +131,16 @@ class Approval(OrganizationOwned):
         constraints = [
             models.UniqueConstraint(fields=["proposal", "approver"], name="one_signature_per_person_per_proposal"),
         ]
+        indexes = [
+            # The reports' "first signature naming a root cause" of each proposal, read from the
+            # index alone (PostgreSQL; other databases ignore INCLUDE).
+            models.Index(
+                fields=["proposal", "id"],
+                include=["root_cause"],
+                condition=models.Q(root_cause__isnull=False),
+                name="approval_first_root_cause",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.get_decision_display()} by {self.approver} ({self.role})"

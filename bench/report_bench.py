@@ -541,8 +541,8 @@ def measure(label: str, action, *, rounds: int, target: bool = True) -> None:
             per_query[name].append(ms)
     queries = len(captured.captured_queries)
     load = " / ".join(f"{value:.2f}" for value in os.getloadavg())
-    print(f"{label}: p50 {percentile(totals, 0.5):.0f} ms, p95 {percentile(totals, 0.95):.0f} ms "
-          f"{'(target p95 < 300 ms), ' if target else ''}{queries} queries, {rounds} rounds; "
+    print(f"{label}: p50 {percentile(totals, 0.5):.0f} ms, p95 {percentile(totals, 0.95):.0f} ms"
+          f"{' (target p95 < 300 ms)' if target else ''}, {queries} queries, {rounds} rounds; "
           f"load average after: {load}")  # fmt: skip
     for name, values in sorted(per_query.items(), key=lambda entry: -statistics.median(entry[1])):
         print(f"      p50 {percentile(values, 0.5):6.1f} ms  p95 {percentile(values, 0.95):6.1f} ms  {name}")
