@@ -56,8 +56,9 @@ def _manage(*args: str) -> None:
     subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, check=True)  # noqa: S603
 
 
-def prepare(*, skus: int, clients: int) -> dict:
-    """Seed, create the run and the associates; return tokens, the run and scannable pairs."""
+def prepare(*, skus: int, associates: int, prefix: str = "bench") -> dict:
+    """Seed, create a hard run and `associates` associates named <prefix>000…; return their
+    tokens, the run and the scannable (location, barcode) pairs. Shared by bench/load_bench.py."""
     _manage("migrate", "--noinput", "-v0")
     _manage("seed_demo", "--skus", str(skus), "--if-empty", "--password", "bench-" + uuid.uuid4().hex)
     _django_setup()
@@ -75,22 +76,20 @@ def prepare(*, skus: int, clients: int) -> dict:
     organization = Organization.objects.get(slug="demo")
     facility = Facility.objects.get(organization=organization, code="WH1")
     # Earlier bench runs leave active sessions; void them so each associate can start afresh.
-    for session in CountSession.objects.filter(user__username__startswith="bench", state=SessionState.ACTIVE):
+    for session in CountSession.objects.filter(user__username__startswith=prefix, state=SessionState.ACTIVE):
         session.void()
         session.save()
     run = count_run_create(
         organization=organization,
         facility=facility,
-        name=f"Bench {datetime.now(tz=UTC):%Y%m%d-%H%M%S}",
+        name=f"{prefix.capitalize()} {datetime.now(tz=UTC):%Y%m%d-%H%M%S}",
         kind=CountKind.HARD,
         actor=None,
     )
     tokens = []
     User = get_user_model()
-    # One associate for the batch client and one per client for each single-event phase, since
-    # an associate has one active session at a time.
-    for n in range(3 * clients + 1):
-        user, _ = User.objects.get_or_create(username=f"bench{n:02d}")
+    for n in range(associates):
+        user, _ = User.objects.get_or_create(username=f"{prefix}{n:03d}")
         membership_grant(user=user, organization=organization, role=Role.ASSOCIATE)
         tokens.append(Token.objects.get_or_create(user=user)[0].key)
     pairs = list(
@@ -101,8 +100,10 @@ def prepare(*, skus: int, clients: int) -> dict:
     # A production database has planner statistics (autovacuum analyzes as tables grow); a
     # server run with autovacuum off never gathers them, and the benchmark would then measure
     # plans no deployment uses (a sequential scan of every stored event per batch, for one).
+    # The checkpoint flushes the seed's writes so the measurement doesn't pay for them.
     with connection.cursor() as cursor:
         cursor.execute("VACUUM ANALYZE")
+        cursor.execute("CHECKPOINT")
     return {"run": run.pk, "tokens": tokens, "pairs": pairs, "lines": len(pairs)}
 
 
@@ -274,7 +275,9 @@ def main() -> None:
     if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
         sys.exit("Set DATABASE_URL to a PostgreSQL database (the benchmark is for the production database).")
 
-    setup = prepare(skus=args.skus, clients=args.clients)
+    # One associate for the batch client and one per client for each single-event phase, since
+    # an associate has one active session at a time.
+    setup = prepare(skus=args.skus, associates=3 * args.clients + 1)
     print(f"warehouse: {args.skus:,} SKUs, {setup['lines']:,} item × location lines; run {setup['run']}")
     base = f"http://127.0.0.1:{args.port}"
     conf = runpy.run_path(str(ROOT / "config" / "gunicorn.conf.py"))

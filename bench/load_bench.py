@@ -36,66 +36,17 @@ import runpy
 import subprocess
 import sys
 import time
-import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from capture_bench import _django_setup, _manage, _percentile  # noqa: E402
+from capture_bench import _event, _percentile, prepare  # noqa: E402
 
 REQUEST_TIMEOUT = 10.0
 RETRY_PAUSE = 0.5
-
-
-def prepare(*, skus: int, associates: int) -> dict:
-    """Seed, create the run and one associate per scanner; return tokens, run and scannable pairs."""
-    _manage("migrate", "--noinput", "-v0")
-    _manage("seed_demo", "--skus", str(skus), "--if-empty", "--password", "bench-" + uuid.uuid4().hex)
-    _django_setup()
-    from django.contrib.auth import get_user_model
-    from django.db import connection
-    from rest_framework.authtoken.models import Token
-
-    from accounts.models import Organization
-    from accounts.roles import Role
-    from accounts.services import membership_grant
-    from counts.models import CountKind, CountSession, SessionState
-    from counts.services.planning import count_run_create
-    from inventory.models import Facility, InventoryBalance
-
-    organization = Organization.objects.get(slug="demo")
-    facility = Facility.objects.get(organization=organization, code="WH1")
-    for session in CountSession.objects.filter(user__username__startswith="load", state=SessionState.ACTIVE):
-        session.void()
-        session.save()
-    run = count_run_create(
-        organization=organization,
-        facility=facility,
-        name=f"Load {datetime.now(tz=UTC):%Y%m%d-%H%M%S}",
-        kind=CountKind.HARD,
-        actor=None,
-    )
-    User = get_user_model()
-    tokens = []
-    for n in range(associates):
-        user, _ = User.objects.get_or_create(username=f"load{n:03d}")
-        membership_grant(user=user, organization=organization, role=Role.ASSOCIATE)
-        tokens.append(Token.objects.get_or_create(user=user)[0].key)
-    pairs = list(
-        InventoryBalance.objects.filter(location__facility=facility).values_list(
-            "location__code", "item__barcodes__value"
-        )
-    )
-    with connection.cursor() as cursor:
-        # Planner statistics as autovacuum would have them, and the seed's writes flushed, so
-        # the measurement sees neither plans for empty tables nor the seed's checkpoint.
-        cursor.execute("VACUUM ANALYZE")
-        cursor.execute("CHECKPOINT")
-    return {"run": run.pk, "tokens": tokens, "pairs": pairs}
 
 
 class HttpConnection:
@@ -150,18 +101,6 @@ class Associate:
     first_answer_at: float = 0.0  # monotonic clock
     last_answer_at: float = 0.0
     errors: dict[str, int] = field(default_factory=dict)
-
-
-def _event(pair: tuple[str, str]) -> dict:
-    return {
-        "event_id": str(uuid.uuid4()),
-        "location": pair[0],
-        "barcode": pair[1],
-        "quantity": 1,
-        "kind": "add",
-        "mode": "scan",
-        "counted_at": datetime.now(tz=UTC).isoformat(),
-    }
 
 
 async def _open_session(connection: HttpConnection, associate: Associate, run: int, device: str) -> None:
@@ -276,7 +215,7 @@ def main() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 4096)), hard))
 
-    setup = prepare(skus=args.skus, associates=args.associates)
+    setup = prepare(skus=args.skus, associates=args.associates, prefix="load")
     print(f"warehouse: {args.skus:,} SKUs, {len(setup['pairs']):,} item × location lines; run {setup['run']}")
     conf = runpy.run_path(str(ROOT / "config" / "gunicorn.conf.py"))
     workers, threads = args.workers or conf["workers"], args.threads or conf["threads"]
