@@ -41,6 +41,8 @@ from django.db import DatabaseError, InterfaceError, OperationalError, connectio
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.http import HttpRequest, HttpResponse
 
+from config.middleware import database_unavailable
+
 logger = logging.getLogger("cyclecount.rls")
 
 TENANT_ROLE = "cyclecount_tenant"
@@ -239,7 +241,14 @@ class TenantDatabaseMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if not rls_active():
             return self.get_response(request)
-        scope = tenant_context(_request_organization_id(request))
+        try:
+            organization_id = _request_organization_id(request)
+        except (OperationalError, InterfaceError) as error:
+            # No identity without the database. Going on with no organization would turn an
+            # outage into a 403 once the database is back for the view (the scoped connection
+            # then sees no membership); the client retries a 503 instead.
+            return database_unavailable(request, error)
+        scope = tenant_context(organization_id)
         try:
             scope.__enter__()
         except (OperationalError, InterfaceError) as error:
@@ -276,10 +285,6 @@ def _request_organization_id(request: HttpRequest) -> int | None:
         if user is None:
             user = getattr(request, "user", None)
         organization = organization_for_user(user)
-    except (OperationalError, InterfaceError) as error:
-        # No identity without the database: scope to no organization; the view meets the outage.
-        logger.warning("row-level security: could not resolve the caller (%s); no organization", error)
-        organization = None
     finally:
         _resolving_caller.reset(resolving)
     return organization.pk if organization is not None else None

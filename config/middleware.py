@@ -30,9 +30,15 @@ class DatabaseUnavailableMiddleware:
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         if not isinstance(exception, OperationalError | InterfaceError):
             return None
-        logger.warning("database unavailable during %s %s: %s", request.method, request.path, exception)
-        response = JsonResponse(
-            {"detail": "The database is unavailable for a moment; send the same request again."}, status=503
-        )
-        response["Retry-After"] = str(RETRY_AFTER_SECONDS)
-        return response
+        return database_unavailable(request, exception)
+
+
+def database_unavailable(request: HttpRequest, error: Exception) -> HttpResponse:
+    """The 503 a client retries. Also for middleware that meets the outage before the view does
+    (Django turns an exception raised in a middleware into a 500 before any outer one sees it)."""
+    logger.warning("database unavailable during %s %s: %s", request.method, request.path, error)
+    response = JsonResponse(
+        {"detail": "The database is unavailable for a moment; send the same request again."}, status=503
+    )
+    response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
