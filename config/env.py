@@ -77,6 +77,10 @@ def _check_url(name: str, value: str, schemes: set[str]) -> str:
     return value
 
 
+# psycopg prepares a statement once it has run this many times: never, in practice.
+PREPARE_ONLY_WHEN_ASKED = 2**31 - 1
+
+
 def env_database(name: str, default_sqlite_path: Path) -> dict[str, Any]:
     raw = env_str(name)
     if not raw:
@@ -97,6 +101,11 @@ def env_database(name: str, default_sqlite_path: Path) -> dict[str, Any]:
         raise ConfigurationError(f"{name} could not be parsed: {error}") from None
     if not config.get("NAME"):
         raise ConfigurationError(f"{name} names no database")
+    if env_bool("DATABASE_PREPARED_STATEMENTS", True):
+        # Django switches psycopg's prepared statements off; this lets the few statements that
+        # ask for it be prepared (config.prepared) and still prepares none by count of use.
+        # Off behind a transaction-pooling proxy that can't keep prepared statements.
+        config.setdefault("OPTIONS", {})["prepare_threshold"] = PREPARE_ONLY_WHEN_ASKED
     return config
 
 

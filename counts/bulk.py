@@ -15,6 +15,8 @@ from typing import Any
 
 from django.db import connection, models
 
+from config.prepared import prepared_cursor
+
 MAX_PARAMETERS = 30_000
 
 
@@ -39,11 +41,13 @@ def insert_rows(
     conflict_columns: Sequence[str] = (),
     update_columns: Sequence[str] = (),
     returning: str = "",
+    prepared: bool = False,
 ) -> list[Any]:
     """INSERT the rows; on a conflict on `conflict_columns` update `update_columns`, or skip the row.
 
     With `returning`, the value of that column for each row actually inserted or updated (both
-    PostgreSQL and SQLite ≥ 3.35 support RETURNING); skipped rows return nothing.
+    PostgreSQL and SQLite ≥ 3.35 support RETURNING); skipped rows return nothing. `prepared`:
+    through a prepared statement (config.prepared), for a few rows inserted many times over.
     """
     quote = connection.ops.quote_name
     table = quote(model._meta.db_table)
@@ -63,7 +67,7 @@ def insert_rows(
     returned: list[Any] = []
     # Stay well under SQLite's limit of 32,766 parameters per statement.
     rows_per_statement = max(1, MAX_PARAMETERS // len(columns))
-    with connection.cursor() as cursor:
+    with prepared_cursor() if prepared else connection.cursor() as cursor:
         for start in range(0, len(adapted), rows_per_statement):
             chunk = adapted[start : start + rows_per_statement]
             values = ", ".join([row_placeholder] * len(chunk))

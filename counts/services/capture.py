@@ -9,7 +9,9 @@ A scanner sends one event per request, so the path keeps to a fixed, small numbe
 whatever the batch size: everything capture needs of the session, its run and its facility's
 count rules is read in one query that also takes the session's lock; for a single scan the
 insert itself tells a new event from a stored one, and a new event's outcome is known from
-classifying it, so only replayed events are read back.
+classifying it, so only replayed events are read back. A one-scan request's statements are
+prepared on the server (config.prepared): they are the same all day, and planning them anew
+cost as much as running them.
 """
 
 from __future__ import annotations
@@ -24,10 +26,12 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
+from django.db.backends.utils import CursorWrapper
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from accounts.selectors import organization_for_user
+from config.prepared import prepared_cursor
 from counts.bulk import adapt, insert_rows
 from counts.models import (
     CountEvent,
@@ -214,7 +218,7 @@ def count_events_ingest(
         # The session lock serialises batches of one session, so duplicate checks and tally
         # updates never race each other; what can change while counting (pause, submit, a
         # resume on another device) is read under it.
-        capturing = _lock_for_capture(session_id)
+        capturing = _lock_for_capture(session_id, prepared=len(events) == 1)
         if own_session_of is not None:
             _check_own_session(capturing, own_session_of)
         if capturing.state != SessionState.ACTIVE:
@@ -248,6 +252,10 @@ class _Capturing:
     run_kind: str
     facility_id: int
     rules: _CountRules | None  # None: the facility keeps the default settings
+    prepared: bool  # a one-scan request: its statements are prepared (module docstring)
+
+    def cursor(self) -> CursorWrapper:
+        return prepared_cursor() if self.prepared else connection.cursor()
 
 
 def _check_own_session(capturing: _Capturing, user: AbstractBaseUser) -> None:
@@ -258,7 +266,7 @@ def _check_own_session(capturing: _Capturing, user: AbstractBaseUser) -> None:
         raise SessionNotYours("Scans go into your own session.")
 
 
-def _lock_for_capture(session_id: int) -> _Capturing:
+def _lock_for_capture(session_id: int, *, prepared: bool) -> _Capturing:
     """Lock the session's row and read, in the same query, what capturing into it needs.
 
     Plain SQL and plain values: a scanner sends one scan per request, and composing the query
@@ -274,7 +282,7 @@ def _lock_for_capture(session_id: int) -> _Capturing:
         f"LEFT JOIN {FacilityCountSettings._meta.db_table} c ON c.facility_id = r.facility_id "
         f"WHERE s.id = %s{lock}"
     )
-    with connection.cursor() as cursor:
+    with prepared_cursor() if prepared else connection.cursor() as cursor:
         cursor.execute(sql, [adapt(timezone.now() - ACTIVITY_RESOLUTION), session_id])
         row = cursor.fetchone()
     if row is None:
@@ -293,6 +301,7 @@ def _lock_for_capture(session_id: int) -> _Capturing:
         rules=None
         if rules_id is None
         else _CountRules(require_scan=bool(rules[0]), barcode_format=rules[1], barcode_pattern=rules[2]),
+        prepared=prepared,
     )
 
 
@@ -319,7 +328,7 @@ def _store(
 
     Fills `outcomes` with the outcome of every event of the batch that is stored, now or before.
     """
-    locations = _resolve_locations(capturing.facility_id, {event.location_code for event in parsed})
+    locations = _resolve_locations(capturing, {event.location_code for event in parsed})
     if len(parsed) > 1:
         # A device that lost a response sends the whole batch again: finding its stored events
         # first spares classifying and inserting them. A single scan is nearly always new, and
@@ -354,6 +363,7 @@ def _store(
             ([getattr(row, column) for column in EVENT_FIELDS] + [received_at] for row in rows),
             conflict_columns=["event_id"],
             returning="event_id",
+            prepared=capturing.prepared,
         )
     }
     stored = [row for row in rows if row.event_id in stored_ids]
@@ -381,6 +391,7 @@ def _store(
             run_id=capturing.run_id,
             keys=keys,
             now=received_at,
+            prepared=capturing.prepared,
         )
         lines_rebuild(
             run_id=capturing.run_id,
@@ -388,9 +399,14 @@ def _store(
             directed=capturing.run_kind == CountKind.DIRECTED,
             keys=keys,
             now=received_at,
+            prepared=capturing.prepared,
         )
     if capturing.activity_stale:
-        CountSession.objects.filter(pk=capturing.session_id).update(last_activity_at=received_at)
+        with capturing.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {CountSession._meta.db_table} SET last_activity_at = %s WHERE id = %s",  # noqa: S608
+                [adapt(received_at), capturing.session_id],
+            )
     return stored_ids
 
 
@@ -435,7 +451,7 @@ def _placeholders(values: Sequence[Any]) -> str:
     return ", ".join(["%s"] * len(values))
 
 
-def _resolve_locations(facility_id: int, codes: set[str]) -> dict[str, int]:
+def _resolve_locations(capturing: _Capturing, codes: set[str]) -> dict[str, int]:
     """Location id by code or by its barcode (a scanned bin label)."""
     wanted = sorted(codes)
     sql = (
@@ -443,15 +459,15 @@ def _resolve_locations(facility_id: int, codes: set[str]) -> dict[str, int]:
         f"WHERE facility_id = %s AND (code IN ({_placeholders(wanted)}) OR barcode IN ({_placeholders(wanted)}))"
     )
     by_key: dict[str, int] = {}
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [facility_id, *wanted, *wanted])
+    with capturing.cursor() as cursor:
+        cursor.execute(sql, [capturing.facility_id, *wanted, *wanted])
         for location_id, code, barcode in cursor.fetchall():
             by_key[barcode] = location_id
             by_key[code] = location_id
     return by_key
 
 
-def _items_by_barcode(organization_id: int, barcodes: set[str]) -> list[tuple[str, int, str, str]]:
+def _items_by_barcode(capturing: _Capturing, barcodes: set[str]) -> list[tuple[str, int, str, str]]:
     """(barcode, item id, SKU, name) of each of these barcodes the organization knows."""
     wanted = sorted(barcodes)
     sql = (
@@ -459,8 +475,26 @@ def _items_by_barcode(organization_id: int, barcodes: set[str]) -> list[tuple[st
         f"JOIN {Item._meta.db_table} i ON i.id = b.item_id "
         f"WHERE b.organization_id = %s AND b.value IN ({_placeholders(wanted)})"
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [organization_id, *wanted])
+    with capturing.cursor() as cursor:
+        cursor.execute(sql, [capturing.organization_id, *wanted])
+        return cursor.fetchall()
+
+
+def _items_by_sku(capturing: _Capturing, skus: set[str]) -> list[tuple[str, int, str]]:
+    """(SKU, item id, name) of each of these SKUs the organization knows."""
+    wanted = sorted(skus)
+    sql = (
+        f"SELECT sku, id, name FROM {Item._meta.db_table} "  # noqa: S608 - names are ours
+        f"WHERE organization_id = %s AND sku IN ({_placeholders(wanted)})"
+    )
+    with capturing.cursor() as cursor:
+        cursor.execute(sql, [capturing.organization_id, *wanted])
+        return cursor.fetchall()
+
+
+def _run_rows(capturing: _Capturing, sql: str) -> list[tuple]:
+    with capturing.cursor() as cursor:
+        cursor.execute(sql, [capturing.run_id])
         return cursor.fetchall()
 
 
@@ -475,21 +509,22 @@ def _classify(
     item_by_sku: dict[str, int] = {}
     items: dict[int, tuple[str, str]] = {}
     if barcodes:
-        for value, item_id, sku, name in _items_by_barcode(organization_id, barcodes):
+        for value, item_id, sku, name in _items_by_barcode(capturing, barcodes):
             item_by_barcode[value] = item_id
             items[item_id] = (sku, name)
     if skus:
-        by_sku = Item.objects.filter(organization_id=organization_id, sku__in=skus).order_by()
-        for sku, item_id, name in by_sku.values_list("sku", "pk", "name"):
+        for sku, item_id, name in _items_by_sku(capturing, skus):
             item_by_sku[sku] = item_id
             items[item_id] = (sku, name)
     requested: set[tuple[int, int]] | None = None
     if capturing.run_kind == CountKind.DIRECTED:
-        requested = set(CountRequest.objects.filter(run_id=capturing.run_id).values_list("location_id", "item_id"))
+        table = CountRequest._meta.db_table
+        requested = set(_run_rows(capturing, f"SELECT location_id, item_id FROM {table} WHERE run_id = %s"))  # noqa: S608
     scoped_location_ids: set[int] | None = None
     if capturing.run_kind == CountKind.CYCLE:
-        in_scope = CountRun.locations.through.objects.filter(countrun_id=capturing.run_id)
-        scoped_location_ids = set(in_scope.values_list("location_id", flat=True)) or None
+        table = CountRun.locations.through._meta.db_table
+        in_scope = _run_rows(capturing, f"SELECT location_id FROM {table} WHERE countrun_id = %s")  # noqa: S608
+        scoped_location_ids = {location_id for (location_id,) in in_scope} or None
 
     rows = []
     for event in events:
@@ -566,7 +601,13 @@ SET quantity = excluded.quantity, updated_at = excluded.updated_at
 
 
 def tallies_rebuild(
-    *, session_id: int, organization_id: int, run_id: int, keys: set[tuple[int, int]], now: datetime
+    *,
+    session_id: int,
+    organization_id: int,
+    run_id: int,
+    keys: set[tuple[int, int]],
+    now: datetime,
+    prepared: bool = False,
 ) -> None:
     """Recompute the session's tally for each item × location from its stored events, in SQL.
 
@@ -577,7 +618,7 @@ def tallies_rebuild(
     touched, touched_params = _touched_keys_sql(keys)
     sql = _TALLIES_SQL.format(touched=touched, statuses=_COUNTING_STATUS_SQL)
     params = [*touched_params, session_id, organization_id, session_id, run_id, adapt(now)]
-    with connection.cursor() as cursor:
+    with prepared_cursor() if prepared else connection.cursor() as cursor:
         cursor.execute(sql, params)
 
 
@@ -622,7 +663,13 @@ SET counted_quantity = excluded.counted_quantity, last_counted_at = excluded.las
 
 
 def lines_rebuild(
-    *, run_id: int, organization_id: int, directed: bool, keys: set[tuple[int, int]], now: datetime
+    *,
+    run_id: int,
+    organization_id: int,
+    directed: bool,
+    keys: set[tuple[int, int]],
+    now: datetime,
+    prepared: bool = False,
 ) -> None:
     """Bring the run's count lines for `keys` up to date with the sessions' tallies, in SQL.
 
@@ -644,5 +691,5 @@ def lines_rebuild(
         moment,
         moment,
     ]
-    with connection.cursor() as cursor:
+    with prepared_cursor() if prepared else connection.cursor() as cursor:
         cursor.execute(_LINES_SQL.format(touched=touched), params)
