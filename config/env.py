@@ -101,7 +101,7 @@ def env_database(name: str, default_sqlite_path: Path) -> dict[str, Any]:
         raise ConfigurationError(f"{name} could not be parsed: {error}") from None
     if not config.get("NAME"):
         raise ConfigurationError(f"{name} names no database")
-    if env_bool("DATABASE_PREPARED_STATEMENTS", True):
+    if config["ENGINE"] == "django.db.backends.postgresql" and env_bool("DATABASE_PREPARED_STATEMENTS", True):
         # Django switches psycopg's prepared statements off; this lets the few statements that
         # ask for it be prepared (config.prepared) and still prepares none by count of use.
         # Off behind a transaction-pooling proxy that can't keep prepared statements.

@@ -18,26 +18,28 @@ with `connection.cursor()`.
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 
 
 def prepared_cursor() -> CursorWrapper:
     """A cursor on the default connection whose statements are prepared on the server."""
-    if connection.vendor != "postgresql":
-        return connection.cursor()
+    db = connections[DEFAULT_DB_ALIAS]
+    if db.vendor != "postgresql":
+        return db.cursor()
     # What `connection.cursor()` does before it creates a cursor.
-    connection.close_if_health_check_failed()
-    connection.ensure_connection()
-    with connection.wrap_database_errors:
-        raw = _preparing_cursor_class()(connection.connection)
-        _match_connection_time_zone(raw)
-        connection.validate_thread_sharing()
-        if connection.queries_logged:
-            return _PreparedDebugCursor(raw, connection)
-        return connection.make_cursor(raw)
+    db.close_if_health_check_failed()
+    db.ensure_connection()
+    with db.wrap_database_errors:
+        raw = _preparing_cursor_class()(db.connection)
+        _match_connection_time_zone(db, raw)
+        db.validate_thread_sharing()
+        if db.queries_logged:
+            return _PreparedDebugCursor(raw, db)
+        return db.make_cursor(raw)
 
 
 class _PreparedDebugCursor(CursorDebugWrapper):
@@ -69,12 +71,21 @@ def _preparing_cursor_class() -> type:
     return _cursor_class
 
 
-def _match_connection_time_zone(cursor: Any) -> None:
+# The time zone each open connection was checked against (Django's own cursors check it on
+# every cursor; once per connection and zone is enough).
+_zone_checked: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _match_connection_time_zone(db: Any, cursor: Any) -> None:
     """Read timestamps in the connection's zone, as Django's own cursors do."""
+    if _zone_checked.get(db.connection) == db.timezone:
+        return
     from django.db.backends.postgresql.psycopg_any import register_tzloader
     from psycopg.postgres import types
     from psycopg.pq import Format
 
-    loader = connection.connection.adapters.get_loader(types["timestamptz"].oid, Format.TEXT)
-    if connection.timezone != loader.timezone:
-        register_tzloader(connection.timezone, cursor)
+    loader = db.connection.adapters.get_loader(types["timestamptz"].oid, Format.TEXT)
+    if db.timezone != loader.timezone:
+        register_tzloader(db.timezone, cursor)
+    else:
+        _zone_checked[db.connection] = db.timezone

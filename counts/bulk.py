@@ -8,14 +8,14 @@ take as they are.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
 from django.db import connection, models
-
-from config.prepared import prepared_cursor
+from django.db.backends.utils import CursorWrapper
 
 MAX_PARAMETERS = 30_000
 
@@ -41,13 +41,13 @@ def insert_rows(
     conflict_columns: Sequence[str] = (),
     update_columns: Sequence[str] = (),
     returning: str = "",
-    prepared: bool = False,
+    cursor: CursorWrapper | None = None,
 ) -> list[Any]:
     """INSERT the rows; on a conflict on `conflict_columns` update `update_columns`, or skip the row.
 
     With `returning`, the value of that column for each row actually inserted or updated (both
-    PostgreSQL and SQLite ≥ 3.35 support RETURNING); skipped rows return nothing. `prepared`:
-    through a prepared statement (config.prepared), for a few rows inserted many times over.
+    PostgreSQL and SQLite ≥ 3.35 support RETURNING); skipped rows return nothing. Through
+    `cursor` when given (a caller's prepared cursor, say), else the connection's own.
     """
     quote = connection.ops.quote_name
     table = quote(model._meta.db_table)
@@ -67,12 +67,12 @@ def insert_rows(
     returned: list[Any] = []
     # Stay well under SQLite's limit of 32,766 parameters per statement.
     rows_per_statement = max(1, MAX_PARAMETERS // len(columns))
-    with prepared_cursor() if prepared else connection.cursor() as cursor:
+    with contextlib.nullcontext(cursor) if cursor is not None else connection.cursor() as writing:
         for start in range(0, len(adapted), rows_per_statement):
             chunk = adapted[start : start + rows_per_statement]
             values = ", ".join([row_placeholder] * len(chunk))
             sql = f"INSERT INTO {table} ({column_list}) VALUES {values}{suffix}"  # noqa: S608 - names are ours
-            cursor.execute(sql, [value for row in chunk for value in row])
+            writing.execute(sql, [value for row in chunk for value in row])
             if returning:
-                returned.extend(row[0] for row in cursor.fetchall())
+                returned.extend(row[0] for row in writing.fetchall())
     return returned

@@ -214,11 +214,12 @@ def count_events_ingest(
     session_id = session if isinstance(session, int) else session.pk
     stored_ids: set[uuid.UUID] = set()
     outcomes: dict[uuid.UUID, Outcome] = {}
-    with transaction.atomic():
+    one_scan = len(events) == 1
+    with transaction.atomic(), prepared_cursor() if one_scan else connection.cursor() as cursor:
         # The session lock serialises batches of one session, so duplicate checks and tally
         # updates never race each other; what can change while counting (pause, submit, a
         # resume on another device) is read under it.
-        capturing = _lock_for_capture(session_id, prepared=len(events) == 1)
+        capturing = _lock_for_capture(session_id, cursor)
         if own_session_of is not None:
             _check_own_session(capturing, own_session_of)
         if capturing.state != SessionState.ACTIVE:
@@ -252,10 +253,7 @@ class _Capturing:
     run_kind: str
     facility_id: int
     rules: _CountRules | None  # None: the facility keeps the default settings
-    prepared: bool  # a one-scan request: its statements are prepared (module docstring)
-
-    def cursor(self) -> CursorWrapper:
-        return prepared_cursor() if self.prepared else connection.cursor()
+    cursor: CursorWrapper  # every statement of the capture; a prepared one for a single scan
 
 
 def _check_own_session(capturing: _Capturing, user: AbstractBaseUser) -> None:
@@ -266,7 +264,7 @@ def _check_own_session(capturing: _Capturing, user: AbstractBaseUser) -> None:
         raise SessionNotYours("Scans go into your own session.")
 
 
-def _lock_for_capture(session_id: int, *, prepared: bool) -> _Capturing:
+def _lock_for_capture(session_id: int, cursor: CursorWrapper) -> _Capturing:
     """Lock the session's row and read, in the same query, what capturing into it needs.
 
     Plain SQL and plain values: a scanner sends one scan per request, and composing the query
@@ -282,9 +280,8 @@ def _lock_for_capture(session_id: int, *, prepared: bool) -> _Capturing:
         f"LEFT JOIN {FacilityCountSettings._meta.db_table} c ON c.facility_id = r.facility_id "
         f"WHERE s.id = %s{lock}"
     )
-    with prepared_cursor() if prepared else connection.cursor() as cursor:
-        cursor.execute(sql, [adapt(timezone.now() - ACTIVITY_RESOLUTION), session_id])
-        row = cursor.fetchone()
+    cursor.execute(sql, [adapt(timezone.now() - ACTIVITY_RESOLUTION), session_id])
+    row = cursor.fetchone()
     if row is None:
         raise CountSession.DoesNotExist(f"no session {session_id}")
     organization_id, user_id, state, device_id, stale, run_id, kind, facility_id, rules_id, *rules = row
@@ -301,7 +298,7 @@ def _lock_for_capture(session_id: int, *, prepared: bool) -> _Capturing:
         rules=None
         if rules_id is None
         else _CountRules(require_scan=bool(rules[0]), barcode_format=rules[1], barcode_pattern=rules[2]),
-        prepared=prepared,
+        cursor=cursor,
     )
 
 
@@ -363,7 +360,7 @@ def _store(
             ([getattr(row, column) for column in EVENT_FIELDS] + [received_at] for row in rows),
             conflict_columns=["event_id"],
             returning="event_id",
-            prepared=capturing.prepared,
+            cursor=capturing.cursor,
         )
     }
     stored = [row for row in rows if row.event_id in stored_ids]
@@ -391,7 +388,7 @@ def _store(
             run_id=capturing.run_id,
             keys=keys,
             now=received_at,
-            prepared=capturing.prepared,
+            cursor=capturing.cursor,
         )
         lines_rebuild(
             run_id=capturing.run_id,
@@ -399,14 +396,13 @@ def _store(
             directed=capturing.run_kind == CountKind.DIRECTED,
             keys=keys,
             now=received_at,
-            prepared=capturing.prepared,
+            cursor=capturing.cursor,
         )
     if capturing.activity_stale:
-        with capturing.cursor() as cursor:
-            cursor.execute(
-                f"UPDATE {CountSession._meta.db_table} SET last_activity_at = %s WHERE id = %s",  # noqa: S608
-                [adapt(received_at), capturing.session_id],
-            )
+        capturing.cursor.execute(
+            f"UPDATE {CountSession._meta.db_table} SET last_activity_at = %s WHERE id = %s",  # noqa: S608
+            [adapt(received_at), capturing.session_id],
+        )
     return stored_ids
 
 
@@ -459,11 +455,11 @@ def _resolve_locations(capturing: _Capturing, codes: set[str]) -> dict[str, int]
         f"WHERE facility_id = %s AND (code IN ({_placeholders(wanted)}) OR barcode IN ({_placeholders(wanted)}))"
     )
     by_key: dict[str, int] = {}
-    with capturing.cursor() as cursor:
-        cursor.execute(sql, [capturing.facility_id, *wanted, *wanted])
-        for location_id, code, barcode in cursor.fetchall():
-            by_key[barcode] = location_id
-            by_key[code] = location_id
+    cursor = capturing.cursor
+    cursor.execute(sql, [capturing.facility_id, *wanted, *wanted])
+    for location_id, code, barcode in cursor.fetchall():
+        by_key[barcode] = location_id
+        by_key[code] = location_id
     return by_key
 
 
@@ -475,9 +471,8 @@ def _items_by_barcode(capturing: _Capturing, barcodes: set[str]) -> list[tuple[s
         f"JOIN {Item._meta.db_table} i ON i.id = b.item_id "
         f"WHERE b.organization_id = %s AND b.value IN ({_placeholders(wanted)})"
     )
-    with capturing.cursor() as cursor:
-        cursor.execute(sql, [capturing.organization_id, *wanted])
-        return cursor.fetchall()
+    capturing.cursor.execute(sql, [capturing.organization_id, *wanted])
+    return capturing.cursor.fetchall()
 
 
 def _items_by_sku(capturing: _Capturing, skus: set[str]) -> list[tuple[str, int, str]]:
@@ -487,15 +482,13 @@ def _items_by_sku(capturing: _Capturing, skus: set[str]) -> list[tuple[str, int,
         f"SELECT sku, id, name FROM {Item._meta.db_table} "  # noqa: S608 - names are ours
         f"WHERE organization_id = %s AND sku IN ({_placeholders(wanted)})"
     )
-    with capturing.cursor() as cursor:
-        cursor.execute(sql, [capturing.organization_id, *wanted])
-        return cursor.fetchall()
+    capturing.cursor.execute(sql, [capturing.organization_id, *wanted])
+    return capturing.cursor.fetchall()
 
 
 def _run_rows(capturing: _Capturing, sql: str) -> list[tuple]:
-    with capturing.cursor() as cursor:
-        cursor.execute(sql, [capturing.run_id])
-        return cursor.fetchall()
+    capturing.cursor.execute(sql, [capturing.run_id])
+    return capturing.cursor.fetchall()
 
 
 def _classify(
@@ -607,7 +600,7 @@ def tallies_rebuild(
     run_id: int,
     keys: set[tuple[int, int]],
     now: datetime,
-    prepared: bool = False,
+    cursor: CursorWrapper | None = None,
 ) -> None:
     """Recompute the session's tally for each item × location from its stored events, in SQL.
 
@@ -618,8 +611,7 @@ def tallies_rebuild(
     touched, touched_params = _touched_keys_sql(keys)
     sql = _TALLIES_SQL.format(touched=touched, statuses=_COUNTING_STATUS_SQL)
     params = [*touched_params, session_id, organization_id, session_id, run_id, adapt(now)]
-    with prepared_cursor() if prepared else connection.cursor() as cursor:
-        cursor.execute(sql, params)
+    _execute(cursor, sql, params)
 
 
 _LINES_SQL = """
@@ -669,7 +661,7 @@ def lines_rebuild(
     directed: bool,
     keys: set[tuple[int, int]],
     now: datetime,
-    prepared: bool = False,
+    cursor: CursorWrapper | None = None,
 ) -> None:
     """Bring the run's count lines for `keys` up to date with the sessions' tallies, in SQL.
 
@@ -691,5 +683,12 @@ def lines_rebuild(
         moment,
         moment,
     ]
-    with prepared_cursor() if prepared else connection.cursor() as cursor:
-        cursor.execute(_LINES_SQL.format(touched=touched), params)
+    _execute(cursor, _LINES_SQL.format(touched=touched), params)
+
+
+def _execute(cursor: CursorWrapper | None, sql: str, params: list[Any]) -> None:
+    if cursor is not None:
+        cursor.execute(sql, params)
+        return
+    with connection.cursor() as own:
+        own.execute(sql, params)

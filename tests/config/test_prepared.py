@@ -54,3 +54,7 @@ def test_prepared_statements_can_be_turned_off_for_a_pooling_proxy(monkeypatch):
     monkeypatch.setenv("DATABASE_PREPARED_STATEMENTS", "false")
     options = env.env_database("DATABASE_URL", default_sqlite_path=None).get("OPTIONS", {})
     assert "prepare_threshold" not in options  # Django's default: psycopg prepares nothing
+
+    monkeypatch.setenv("DATABASE_URL", "sqlite:////tmp/cyclecount.sqlite3")
+    monkeypatch.delenv("DATABASE_PREPARED_STATEMENTS")
+    assert "prepare_threshold" not in env.env_database("DATABASE_URL", default_sqlite_path=None).get("OPTIONS", {})
