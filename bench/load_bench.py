@@ -5,10 +5,14 @@
 It migrates and seeds the database it is given (seed_demo, as bench/capture_bench.py does),
 creates a hard run and one associate per simulated scanner, analyzes the database, starts
 gunicorn with the production settings (config/gunicorn.conf.py) on a spare port, then lets
-every associate open a session and scan one event per second (`--rate`) for `--minutes`
-(default: 200 associates for 10 minutes), each on its own kept-alive connection, as a scanner
-does. Start times are spread over the first second; each associate keeps to its own clock (a
-late answer does not shift the next scan), so the offered load stays at associates × rate.
+every associate open a session and, once all sessions are open, scan one event per second
+(`--rate`) for `--minutes` (default: 200 associates for 10 minutes), each on its own kept-alive
+connection, as a scanner does. First scans are spread over the first second; each associate
+keeps to its own clock (a late answer does not shift the next scan), so the offered load stays
+at associates × rate. Opening 200 sessions in the same second is not scanning and is not timed.
+
+Besides the totals it prints each minute's p50/p95/max (does latency hold over the shift?) and
+the CPU that gunicorn and PostgreSQL used per scan (read from /proc on Linux).
 
 A scanner never drops a scan: a request that fails (no connection, a timeout, any answer but
 200) is counted as an error and sent again, with the same event id, until it is stored. So the
@@ -98,6 +102,7 @@ class Associate:
     session: int = 0
     sent: list[str] = field(default_factory=list)  # event ids answered 200
     latencies_ms: list[float] = field(default_factory=list)
+    answered_at: list[float] = field(default_factory=list)  # monotonic clock, one per latency
     first_answer_at: float = 0.0  # monotonic clock
     last_answer_at: float = 0.0
     errors: dict[str, int] = field(default_factory=dict)
@@ -124,6 +129,7 @@ async def _scan_until_stored(connection: HttpConnection, associate: Associate, e
             elapsed = (time.perf_counter() - started) * 1000
             if status == 200:
                 associate.latencies_ms.append(elapsed)
+                associate.answered_at.append(time.monotonic())
                 associate.last_answer_at = time.monotonic()
                 associate.first_answer_at = associate.first_answer_at or associate.last_answer_at
                 associate.sent.append(event["event_id"])
@@ -133,15 +139,39 @@ async def _scan_until_stored(connection: HttpConnection, associate: Associate, e
         await asyncio.sleep(RETRY_PAUSE)
 
 
+@dataclass
+class ShiftClock:
+    """Scanning starts once every associate's session is open, for everyone at the same moment."""
+
+    associates: int
+    seconds: float
+    opened: int = 0
+    everyone_open: asyncio.Event = field(default_factory=asyncio.Event)
+    started_at: float = 0.0  # monotonic clock
+
+    async def session_opened(self) -> None:
+        self.opened += 1
+        if self.opened == self.associates:
+            self.started_at = time.monotonic()
+            self.everyone_open.set()
+        await self.everyone_open.wait()
+
+    @property
+    def until(self) -> float:
+        return self.started_at + self.seconds
+
+
 async def _shift(
-    host: str, port: int, associate: Associate, *, run: int, index: int, pairs: list, rate: float, until: float
+    host: str, port: int, associate: Associate, *, run: int, index: int, pairs: list, rate: float, clock: ShiftClock
 ) -> None:
     connection = HttpConnection(host, port, associate.token)
     await _open_session(connection, associate, run, f"load-{index:03d}")
+    await clock.session_opened()
     rng = random.Random(index)
     interval = 1.0 / rate
-    next_at = time.monotonic() + rng.random() * interval
-    while next_at < until:
+    # Each associate's first scan falls somewhere in the first interval, then one per interval.
+    next_at = clock.started_at + rng.random() * interval
+    while next_at < clock.until:
         await asyncio.sleep(max(0.0, next_at - time.monotonic()))
         await _scan_until_stored(connection, associate, _event(rng.choice(pairs)))
         next_at += interval
@@ -151,11 +181,11 @@ async def _shift(
 async def _run_shift(host: str, port: int, setup: dict, *, associates: int, rate: float, seconds: float) -> tuple:
     """Every associate's shift; returns the crew and how long the scanning lasted."""
     crew = [Associate(token=token) for token in setup["tokens"][:associates]]
-    # Sessions open in the first seconds (a shift's start is not what we measure).
-    until = time.monotonic() + 5 + seconds
+    # Opening the sessions is the shift's start, not scanning: the clock starts once all are open.
+    clock = ShiftClock(associates=len(crew), seconds=seconds)
     await asyncio.gather(
         *(
-            _shift(host, port, associate, run=setup["run"], index=i, pairs=setup["pairs"], rate=rate, until=until)
+            _shift(host, port, associate, run=setup["run"], index=i, pairs=setup["pairs"], rate=rate, clock=clock)
             for i, associate in enumerate(crew)
         )
     )
@@ -163,6 +193,51 @@ async def _run_shift(host: str, port: int, setup: dict, *, associates: int, rate
     if not answered:
         return crew, 0.0
     return crew, max(a.last_answer_at for a in answered) - min(a.first_answer_at for a in answered)
+
+
+def _print_by_minute(crew: list[Associate]) -> None:
+    """p50/p95/max of each minute of the shift: whether latency holds, drifts or spikes."""
+    answers = sorted(
+        (at, latency)
+        for associate in crew
+        for at, latency in zip(associate.answered_at, associate.latencies_ms, strict=True)
+    )
+    if not answers:
+        return
+    start, minutes = answers[0][0], {}
+    for at, latency in answers:
+        minutes.setdefault(int((at - start) // 60), []).append(latency)
+    for minute, latencies in sorted(minutes.items()):
+        print(f"  minute {minute + 1:2d}: {len(latencies):6,} answers, p50 {_percentile(latencies, 0.50):6.1f} ms, "
+              f"p95 {_percentile(latencies, 0.95):7.1f} ms, max {max(latencies):7.1f} ms")  # fmt: skip
+
+
+def _server_cpu_seconds(gunicorn_pid: int) -> dict[str, float]:
+    """CPU seconds used so far by gunicorn (master and workers) and by PostgreSQL.
+
+    Read from Linux's /proc; empty elsewhere. PostgreSQL's share is every postgres process on
+    the machine plus the backends that have ended (the postmaster's reaped children: Django
+    reconnects every CONN_MAX_AGE), so run the bench on a machine that serves nothing else.
+    """
+    totals = {"gunicorn": 0.0, "PostgreSQL": 0.0}
+    try:
+        pids = [entry for entry in os.listdir("/proc") if entry.isdigit()]
+    except OSError:
+        return {}
+    ticks = os.sysconf("SC_CLK_TCK")
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                name, _, rest = stat.read().rpartition(")")
+        except OSError:
+            continue  # the process ended meanwhile
+        fields = rest.split()
+        parent, used, reaped = int(fields[1]), int(fields[11]) + int(fields[12]), int(fields[13]) + int(fields[14])
+        if int(pid) == gunicorn_pid or parent == gunicorn_pid:
+            totals["gunicorn"] += used / ticks
+        elif name.partition("(")[2].startswith("postgres"):
+            totals["PostgreSQL"] += (used + reaped) / ticks
+    return totals
 
 
 def verify(crew: list[Associate]) -> dict:
@@ -239,11 +314,11 @@ def main() -> None:
         print(f"load: {args.associates} associates × {args.rate:g} scan/s = {offered:,.0f} req/s offered "
               f"for {args.minutes:g} min")  # fmt: skip
         seconds = args.minutes * 60
-        cpu_before = os.times()
+        cpu_before, server_before = os.times(), _server_cpu_seconds(server.pid)
         crew, elapsed = asyncio.run(
             _run_shift("127.0.0.1", args.port, setup, associates=args.associates, rate=args.rate, seconds=seconds)
         )
-        cpu_after = os.times()
+        cpu_after, server_after = os.times(), _server_cpu_seconds(server.pid)
         load = os.getloadavg()
     finally:
         server.terminate()
@@ -255,13 +330,21 @@ def main() -> None:
         for kind, number in associate.errors.items():
             errors[kind] = errors.get(kind, 0) + number
     client_cpu = (cpu_after.user - cpu_before.user) + (cpu_after.system - cpu_before.system)
+    server_cpu = {kind: server_after[kind] - server_before.get(kind, 0.0) for kind in server_after}
     elapsed = max(elapsed, 1e-9)
     print(f"stored answers: {len(latencies):,} in {elapsed:,.0f} s = {len(latencies) / elapsed:,.1f} req/s "
           f"(load average {load[0]:.2f}; the client itself used {client_cpu / elapsed:.0%} of one core)")  # fmt: skip
+    if server_cpu:
+        answered = max(len(latencies), 1)
+        print("server CPU: " + ", ".join(
+            f"{kind} {seconds / elapsed:.2f} cores ({seconds * 1000 / answered:.1f} ms per scan)"
+            for kind, seconds in server_cpu.items()
+        ) + f", of {os.cpu_count()} cores")  # fmt: skip
     if latencies:
         print(f"latency: p50 {_percentile(latencies, 0.50):.1f} ms, p95 {_percentile(latencies, 0.95):.1f} ms, "
               f"p99 {_percentile(latencies, 0.99):.1f} ms, max {max(latencies):.1f} ms")  # fmt: skip
     print(f"errors: {sum(errors.values())} {errors or ''}".rstrip())
+    _print_by_minute(crew)
     checked = verify(crew)
     print(f"database: {checked['acknowledged']:,} acknowledged, {checked['stored']:,} stored; "
           f"lost {checked['lost']}, stored twice {checked['stored_twice']}, "
