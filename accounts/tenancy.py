@@ -234,7 +234,8 @@ class TenantDatabaseMiddleware:
     Resolving them (session, user, token, membership) is done with the connection's own role,
     before the switch: it is the one read that must see every organization. The answer is
     cached on the request, so the view does not repeat it. Cost: one round trip to switch, one
-    to switch back. A no-op on SQLite.
+    to switch back; the caller's read stands in for Django's health-check round trip
+    (`_first_read_checks_health`). A no-op on SQLite.
     """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
@@ -244,7 +245,7 @@ class TenantDatabaseMiddleware:
         if not rls_active():
             return self.get_response(request)
         try:
-            organization_id = _request_organization_id(request)
+            organization_id = _first_read_checks_health(lambda: _request_organization_id(request))
         except (OperationalError, InterfaceError) as error:
             # No identity without the database. Going on with no organization would turn an
             # outage into a 403 once the database is back for the view (the scoped connection
@@ -273,6 +274,32 @@ class TenantDatabaseMiddleware:
             _wanted.reset(token)
             if not connection.in_atomic_block:
                 connection.close()  # scoped, or broken: either way the next user gets a fresh one
+
+
+def _first_read_checks_health(read: Callable[[], Any]) -> Any:
+    """Run the request's first read; on a connection found dead, reconnect and read again.
+
+    Django's per-request health check (CONN_HEALTH_CHECKS) sends `SELECT 1` before the first
+    query, a round trip on every request. Every request here starts with a read (its caller),
+    so that read is the check: on a stale connection (the server restarted, or ended the
+    backend) it fails before anything is done, the connection is replaced and the read runs
+    again; on a healthy one nothing extra is sent. A database that is really away fails twice,
+    and the caller answers 503 as before.
+    """
+    if (
+        connection.connection is None
+        or not connection.health_check_enabled
+        or connection.health_check_done
+        or connection.in_atomic_block
+    ):
+        return read()
+    connection.health_check_done = True
+    try:
+        return read()
+    except (OperationalError, InterfaceError) as error:
+        logger.info("row-level security: the connection was dead (%s); reading the caller on a new one", error)
+        connection.close()
+        return read()
 
 
 def _request_organization_id(request: HttpRequest) -> int | None:

@@ -15,7 +15,7 @@ from decimal import Decimal
 
 import pytest
 from django.apps import apps
-from django.db import DatabaseError, OperationalError, connection, models, transaction
+from django.db import DatabaseError, OperationalError, close_old_connections, connection, models, transaction
 from django.db.models.signals import post_migrate, pre_migrate
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
@@ -546,6 +546,49 @@ def test_a_database_lost_while_resolving_the_caller_answers_503_not_403(acme, mo
     assert response.status_code == 503
     assert response["Retry-After"] == "5"
     assert "send the same request again" in response.json()["detail"]
+
+
+def _next_request_starts() -> None:
+    # What Django's request_started handler does in production (its test client skips it):
+    # a connection kept between requests is due for its health check again.
+    close_old_connections()
+
+
+def _end_backend_of_default_connection() -> int:
+    """End the default connection's server process from another connection, as a restart would."""
+    pid = connection.connection.info.backend_pid
+    other = connection.get_new_connection(connection.get_connection_params())
+    try:
+        other.execute("SELECT pg_terminate_backend(%s)", [pid])
+    finally:
+        other.close()
+    return pid
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_connection_ended_between_requests_is_replaced_without_a_503(acme):
+    api = token_client(acme.associate)
+    assert api.get(f"/api/sessions/{acme.session.pk}").status_code == 200
+    ended = _end_backend_of_default_connection()
+    _next_request_starts()
+
+    response = api.get(f"/api/sessions/{acme.session.pk}")
+
+    assert response.status_code == 200
+    assert connection.connection.info.backend_pid != ended
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_healthy_connection_is_not_health_checked_with_an_extra_round_trip(acme, monkeypatch):
+    api = token_client(acme.associate)
+    assert api.get(f"/api/sessions/{acme.session.pk}").status_code == 200  # the connection is open
+    checks = []
+    monkeypatch.setattr(type(connection._connections["default"]), "is_usable", lambda db: checks.append(1) or True)
+    _next_request_starts()
+
+    assert api.get(f"/api/sessions/{acme.session.pk}").status_code == 200
+
+    assert checks == []  # the caller's read was the check
 
 
 def test_an_anonymous_request_is_scoped_to_no_organization(acme, monkeypatch, client):
