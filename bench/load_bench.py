@@ -11,8 +11,11 @@ connection, as a scanner does. First scans are spread over the first second; eac
 keeps to its own clock (a late answer does not shift the next scan), so the offered load stays
 at associates × rate. Opening 200 sessions in the same second is not scanning and is not timed.
 
-Besides the totals it prints each minute's p50/p95/max (does latency hold over the shift?) and
-the CPU that gunicorn and PostgreSQL used per scan (read from /proc on Linux).
+Besides the totals it prints each minute's p50/p95/max (does latency hold over the shift?), the
+CPU that gunicorn and PostgreSQL used per scan (read from /proc on Linux), and how long the
+database took to make a commit durable meanwhile: a probe on its own connection commits a tiny
+WAL record ten times a second, so a scan's wait for the disk's flush (a scan is acknowledged only
+once its transaction is on disk) shows apart from the server's own time.
 
 A scanner never drops a scan: a request that fails (no connection, a timeout, any answer but
 200) is counted as an error and sent again, with the same event id, until it is stored. So the
@@ -39,6 +42,7 @@ import resource
 import runpy
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -210,21 +214,84 @@ async def _run_shift(host: str, port: int, setup: dict, *, associates: int, rate
     return crew, max(a.last_answer_at for a in answered) - min(a.first_answer_at for a in answered)
 
 
-def _print_by_minute(crew: list[Associate]) -> None:
-    """p50/p95/max of each minute of the shift: whether latency holds, drifts or spikes."""
-    answers = sorted(
+class CommitProbe(threading.Thread):
+    """Times one durable commit every `every` seconds, on its own connection, while the shift runs.
+
+    `pg_logical_emit_message(true, …)` writes a WAL record inside the transaction, so its commit
+    waits for the WAL flush exactly as a scan's does, and it touches no table. What the probe
+    sees is the disk's (and the WAL writer's) share of a scan's latency.
+    """
+
+    SLOW_MS = 100.0
+
+    def __init__(self, database_url: str, every: float = 0.1) -> None:
+        super().__init__(name="commit-probe", daemon=True)
+        self.database_url, self.every = database_url, every
+        self.commits: list[tuple[float, float]] = []  # (started, ms), monotonic clock
+        self.finished = threading.Event()
+
+    def run(self) -> None:
+        import psycopg
+
+        with psycopg.connect(self.database_url, autocommit=True) as probe:
+            while not self.finished.wait(self.every):
+                started = time.monotonic()
+                probe.execute("SELECT pg_logical_emit_message(true, 'cyclecount-load-bench', '')")
+                self.commits.append((started, (time.monotonic() - started) * 1000))
+
+    def stop(self) -> None:
+        self.finished.set()
+        self.join(timeout=30)
+
+    def between(self, start: float, end: float) -> list[tuple[float, float]]:
+        return [(at, ms) for at, ms in self.commits if start <= at <= end]
+
+    def report(self, start: float, end: float) -> None:
+        commits = self.between(start, end)
+        if not commits:
+            return
+        durations = [ms for _, ms in commits]
+        slow_seconds = {int(at - start) for at, ms in commits if ms > self.SLOW_MS}
+        print(f"database commits (probe, {len(commits):,} durable commits): p50 {_percentile(durations, 0.50):.1f} ms, "
+              f"p99 {_percentile(durations, 0.99):.1f} ms, max {max(durations):.1f} ms; "
+              f"a commit took over {self.SLOW_MS:.0f} ms in {len(slow_seconds)} of the shift's "
+              f"{int(end - start) + 1} seconds")  # fmt: skip
+
+
+def _answers(crew: list[Associate]) -> list[tuple[float, float]]:
+    """(answered at, latency ms) of every stored scan, in the order answered."""
+    return sorted(
         (at, latency)
         for associate in crew
         for at, latency in zip(associate.answered_at, associate.latencies_ms, strict=True)
     )
+
+
+def _print_slow_scans_during_slow_commits(crew: list[Associate], probe: CommitProbe) -> None:
+    """How many of the scans slower than 100 ms were in flight while a probe commit was slow."""
+    slow_scans = [(at - latency / 1000, at) for at, latency in _answers(crew) if latency > CommitProbe.SLOW_MS]
+    stalls = [(at, at + ms / 1000) for at, ms in probe.commits if ms > CommitProbe.SLOW_MS]
+    if not slow_scans:
+        return
+    overlapping = sum(1 for sent, answered in slow_scans if any(s < answered and sent < e for s, e in stalls))
+    print(f"scans slower than {CommitProbe.SLOW_MS:.0f} ms: {len(slow_scans):,}; of them {overlapping:,} were in "
+          f"flight while a probe commit took over {CommitProbe.SLOW_MS:.0f} ms")  # fmt: skip
+
+
+def _print_by_minute(crew: list[Associate], probe: CommitProbe) -> None:
+    """p50/p95/max of each minute of the shift (whether latency holds, drifts or spikes), beside
+    the slowest durable commit the probe saw in that minute."""
+    answers = _answers(crew)
     if not answers:
         return
     start, minutes = answers[0][0], {}
     for at, latency in answers:
         minutes.setdefault(int((at - start) // 60), []).append(latency)
     for minute, latencies in sorted(minutes.items()):
+        commits = [ms for _, ms in probe.between(start + minute * 60, start + (minute + 1) * 60)]
         print(f"  minute {minute + 1:2d}: {len(latencies):6,} answers, p50 {_percentile(latencies, 0.50):6.1f} ms, "
-              f"p95 {_percentile(latencies, 0.95):7.1f} ms, max {max(latencies):7.1f} ms")  # fmt: skip
+              f"p95 {_percentile(latencies, 0.95):7.1f} ms, max {max(latencies):7.1f} ms; "
+              f"slowest commit {max(commits, default=0.0):7.1f} ms")  # fmt: skip
 
 
 def _server_cpu_seconds(gunicorn_pid: int) -> dict[str, float]:
@@ -329,11 +396,14 @@ def main() -> None:
         print(f"load: {args.associates} associates × {args.rate:g} scan/s = {offered:,.0f} req/s offered "
               f"for {args.minutes:g} min")  # fmt: skip
         seconds = args.minutes * 60
+        probe = CommitProbe(os.environ["DATABASE_URL"])
+        probe.start()
         cpu_before, server_before = os.times(), _server_cpu_seconds(server.pid)
         crew, elapsed = asyncio.run(
             _run_shift("127.0.0.1", args.port, setup, associates=args.associates, rate=args.rate, seconds=seconds)
         )
         cpu_after, server_after = os.times(), _server_cpu_seconds(server.pid)
+        probe.stop()
         load = os.getloadavg()
     finally:
         server.terminate()
@@ -359,7 +429,11 @@ def main() -> None:
         print(f"latency: p50 {_percentile(latencies, 0.50):.1f} ms, p95 {_percentile(latencies, 0.95):.1f} ms, "
               f"p99 {_percentile(latencies, 0.99):.1f} ms, max {max(latencies):.1f} ms")  # fmt: skip
     print(f"errors: {sum(errors.values())} {errors or ''}".rstrip())
-    _print_by_minute(crew)
+    answers = _answers(crew)
+    if answers:
+        probe.report(answers[0][0] - answers[0][1] / 1000, answers[-1][0])
+        _print_slow_scans_during_slow_commits(crew, probe)
+    _print_by_minute(crew, probe)
     checked = verify(crew)
     print(f"database: {checked['acknowledged']:,} acknowledged, {checked['stored']:,} stored; "
           f"lost {checked['lost']}, stored twice {checked['stored_twice']}, "

@@ -11,7 +11,11 @@ kept-alive connection. Hence:
   connection the server was closing and had to be sent again;
 - one process per core, four threads each so requests' database round trips overlap. On the
   2-core benchmark machine 2 × 4 gave a lower p95 and less CPU per request than 4 × 2, 3 × 4
-  or 6 sync workers: more processes only compete for the same cores (and with PostgreSQL).
+  or 6 sync workers: more processes only compete for the same cores (and with PostgreSQL);
+- the workers' heartbeat file lives in memory (/dev/shm where there is one): gunicorn touches it
+  on every turn of a worker's loop, and on a disk-backed /tmp that touch waits whenever the disk
+  stalls a flush, which on the benchmark machine it does for up to a second or more (see
+  bench/load_bench.py's commit probe), holding up every connection the worker serves.
 
 The command line (or GUNICORN_CMD_ARGS) overrides any of these; WEB_CONCURRENCY and WEB_THREADS
 set the pool size (set WEB_CONCURRENCY in a container whose CPU limit is below the host's count).
@@ -26,3 +30,5 @@ worker_class = "gthread"
 workers = int(os.environ.get("WEB_CONCURRENCY") or os.cpu_count() or 1)
 threads = int(os.environ.get("WEB_THREADS") or 4)
 keepalive = 20
+if os.path.isdir("/dev/shm"):  # noqa: S108 - gunicorn's own advice for its heartbeat file
+    worker_tmp_dir = "/dev/shm"  # noqa: S108
