@@ -13,9 +13,10 @@ kept-alive connection. Hence:
   2-core benchmark machine 2 × 4 gave a lower p95 and less CPU per request than 4 × 2, 3 × 4
   or 6 sync workers: more processes only compete for the same cores (and with PostgreSQL);
 - the workers' heartbeat file lives in memory (/dev/shm where there is one): gunicorn touches it
-  on every turn of a worker's loop, and on a disk-backed /tmp that touch waits whenever the disk
-  stalls a flush, which on the benchmark machine it does for up to a second or more (see
-  bench/load_bench.py's commit probe), holding up every connection the worker serves.
+  on every turn of a worker's loop, and on a disk-backed /tmp that metadata write can wait out a
+  stall of the file system's journal (gunicorn's docs warn of it), holding up every connection
+  the worker serves; the benchmark machine's disk stalls flushes for up to a second or more (see
+  bench/load_bench.py's commit probe).
 
 The command line (or GUNICORN_CMD_ARGS) overrides any of these; WEB_CONCURRENCY and WEB_THREADS
 set the pool size (set WEB_CONCURRENCY in a container whose CPU limit is below the host's count).
