@@ -267,9 +267,9 @@ def _answers(crew: list[Associate]) -> list[tuple[float, float]]:
     )
 
 
-def _print_slow_scans_during_slow_commits(crew: list[Associate], probe: CommitProbe) -> None:
+def _print_slow_scans_during_slow_commits(answers: list[tuple[float, float]], probe: CommitProbe) -> None:
     """How many of the scans slower than 100 ms were in flight while a probe commit was slow."""
-    slow_scans = [(at - latency / 1000, at) for at, latency in _answers(crew) if latency > CommitProbe.SLOW_MS]
+    slow_scans = [(at - latency / 1000, at) for at, latency in answers if latency > CommitProbe.SLOW_MS]
     stalls = [(at, at + ms / 1000) for at, ms in probe.commits if ms > CommitProbe.SLOW_MS]
     if not slow_scans:
         return
@@ -278,10 +278,9 @@ def _print_slow_scans_during_slow_commits(crew: list[Associate], probe: CommitPr
           f"flight while a probe commit took over {CommitProbe.SLOW_MS:.0f} ms")  # fmt: skip
 
 
-def _print_by_minute(crew: list[Associate], probe: CommitProbe) -> None:
+def _print_by_minute(answers: list[tuple[float, float]], probe: CommitProbe) -> None:
     """p50/p95/max of each minute of the shift (whether latency holds, drifts or spikes), beside
     the slowest durable commit the probe saw in that minute."""
-    answers = _answers(crew)
     if not answers:
         return
     start, minutes = answers[0][0], {}
@@ -432,8 +431,8 @@ def main() -> None:
     answers = _answers(crew)
     if answers:
         probe.report(answers[0][0] - answers[0][1] / 1000, answers[-1][0])
-        _print_slow_scans_during_slow_commits(crew, probe)
-    _print_by_minute(crew, probe)
+        _print_slow_scans_during_slow_commits(answers, probe)
+    _print_by_minute(answers, probe)
     checked = verify(crew)
     print(f"database: {checked['acknowledged']:,} acknowledged, {checked['stored']:,} stored; "
           f"lost {checked['lost']}, stored twice {checked['stored_twice']}, "

@@ -15,7 +15,15 @@ from decimal import Decimal
 
 import pytest
 from django.apps import apps
-from django.db import DatabaseError, OperationalError, close_old_connections, connection, models, transaction
+from django.db import (
+    DatabaseError,
+    OperationalError,
+    close_old_connections,
+    connection,
+    connections,
+    models,
+    transaction,
+)
 from django.db.models.signals import post_migrate, pre_migrate
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
@@ -583,7 +591,7 @@ def test_a_healthy_connection_is_not_health_checked_with_an_extra_round_trip(acm
     api = token_client(acme.associate)
     assert api.get(f"/api/sessions/{acme.session.pk}").status_code == 200  # the connection is open
     checks = []
-    monkeypatch.setattr(type(connection._connections["default"]), "is_usable", lambda db: checks.append(1) or True)
+    monkeypatch.setattr(type(connections["default"]), "is_usable", lambda db: checks.append(1) or True)
     _next_request_starts()
 
     assert api.get(f"/api/sessions/{acme.session.pk}").status_code == 200
